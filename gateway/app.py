@@ -1,0 +1,189 @@
+"""`create_app(config)`: the whole gateway built in one place, with no module-level state.
+
+The app is a plain ASGI callable. Proxied traffic (`/v1/...` and `/{provider}/...`) goes straight
+to the `Proxy`, skipping any framework work on the hot path; everything else (health, metrics,
+model list, admin) is a small Starlette app. Startup opens the event writer (replaying any
+journal left by a crash); shutdown closes upstream clients and flushes every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.attribution import AttributionReader
+from gateway.config import Config
+from gateway.costing import EventPricer
+from gateway.estimate import encoder
+from gateway.providers.openai import error_body
+from gateway.providers.registry import KINDS
+from gateway.proxy import Message, Proxy, Receive, Scope, Send, send_json
+from gateway.routing import ModelRouter
+from storage.duckdb_sink import DuckDBSink
+from storage.event import UsageEvent
+from storage.writer import EventWriter
+
+log = logging.getLogger("meterway")
+_CONTROL_PREFIXES = ("/admin", "/metrics", "/healthz", "/readyz", "/dashboard")
+
+
+@dataclass(slots=True)
+class Gateway:
+    """Everything one gateway instance owns; handed to routes through `app.state`."""
+
+    config: Config
+    pricer: EventPricer
+    writer: EventWriter
+    sink: DuckDBSink
+    proxy: Proxy
+    clients: list[httpx.AsyncClient] = field(default_factory=list)
+
+
+class MeterwayApp:
+    def __init__(self, gateway: Gateway, control: Starlette) -> None:
+        self.gateway = gateway
+        self.control = control
+        self._proxy = gateway.proxy
+        self._providers = gateway.config.providers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/v1/") and path != "/v1/models":
+                return await self._proxy(scope, receive, send)
+            if not path.startswith(_CONTROL_PREFIXES) and path[1:].partition("/")[0] in self._providers:
+                return await self._proxy(scope, receive, send)
+            return await self.control(scope, receive, _with_request_id(send))
+        await self.control(scope, receive, send)
+
+
+def _with_request_id(send: Send) -> Send:
+    """Control-plane responses carry `x-meterway-request-id` too."""
+    request_id = os.urandom(12).hex().encode()
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (b"x-meterway-request-id", request_id)]
+        await send(message)
+
+    return wrapped
+
+
+def create_app(config: Config) -> MeterwayApp:
+    pricer = EventPricer.from_config(config)
+    sink = DuckDBSink(config.storage.path)
+    writer = EventWriter(
+        sink, config.storage.spool, config.storage.flush_interval_ms / 1000, fsync=config.storage.fsync
+    )
+    default_client = _client(None)
+    clients: dict[str, httpx.AsyncClient] = {}
+    for name, provider in config.providers.items():
+        make_transport = getattr(KINDS[provider.kind], "transport", None)
+        if make_transport is not None:
+            clients[name] = _client(make_transport())
+
+    def submit(event: UsageEvent) -> None:
+        writer.submit(event)
+
+    proxy = Proxy(
+        router=ModelRouter(config.models, config.providers),
+        providers=config.providers,
+        kinds=KINDS,
+        attribution=AttributionReader(config.attribution),
+        pricer=pricer,
+        submit=submit,
+        clients=clients,
+        default_client=default_client,
+        max_body_bytes=config.server.max_body_bytes,
+    )
+    gateway = Gateway(config, pricer, writer, sink, proxy, [default_client, *clients.values()])
+    control = Starlette(routes=_control_routes(), lifespan=_lifespan(gateway))
+    control.state.gateway = gateway
+    control.add_exception_handler(404, _not_found)
+    control.add_exception_handler(405, _not_found)
+    return MeterwayApp(gateway, control)
+
+
+def _client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    if transport is None:
+        from gateway.transport import AiohttpTransport
+
+        transport = AiohttpTransport()
+    return httpx.AsyncClient(transport=transport, timeout=None, follow_redirects=False)
+
+
+def _lifespan(gateway: Gateway) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.writer.start()
+        asyncio.get_running_loop().run_in_executor(None, encoder)  # warm the tokenizer off the request path
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, gateway.pricer.reload)
+        try:
+            yield
+        finally:
+            for client in gateway.clients:
+                await client.aclose()
+            await gateway.writer.stop()
+            log.info("event writer flushed: %d events stored", gateway.writer.stats.loaded)
+
+    return lifespan
+
+
+def _gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    gw = _gateway(request)
+    checks = {"price_book": gw.pricer.loaded(), "storage": gw.sink.writable()}
+    return JSONResponse(
+        {"ready": all(checks.values()), "checks": checks}, status_code=200 if all(checks.values()) else 503
+    )
+
+
+async def list_models(request: Request) -> Response:
+    gw = _gateway(request)
+    data = [
+        {"id": r.name, "object": "model", "created": 0, "owned_by": r.provider}
+        for r in gw.config.models
+        if not any(ch in r.name for ch in "*?[")
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 404)
+    message = f"no route for {request.method} {request.url.path}"
+    code = "not_found" if status == 404 else "method_not_allowed"
+    body = error_body(status, code, message)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _control_routes() -> list[Route]:
+    return [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/v1/models", list_models),
+    ]
+
+
+__all__ = ["Gateway", "MeterwayApp", "create_app", "send_json"]

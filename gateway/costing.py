@@ -1,0 +1,50 @@
+"""The gateway's view of pricing: which model name prices an event, and reload on demand.
+
+A provider often reports a dated snapshot (`gpt-4o-mini-2024-07-18`) for a requested alias; the
+book may list either. The first candidate the book has an entry for prices the event, so a
+listed snapshot wins and an unlisted one falls back to the name that was asked for, never to a
+guess. When none is listed, the event is `unpriced` (NULL costs), never zero.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from gateway.config import Config
+from gateway.usage import Usage
+from pricing.calculator import Priced
+from pricing.pricer import Pricer
+
+log = logging.getLogger("meterway.pricing")
+
+
+class EventPricer:
+    def __init__(self, pricer: Pricer) -> None:
+        self.pricer = pricer
+        self.reporting_currency = pricer.reporting_currency
+
+    @classmethod
+    def from_config(cls, config: Config) -> EventPricer:
+        return cls(
+            Pricer(
+                config.pricing.book,
+                discounts=config.discounts,
+                reporting_currency=config.pricing.reporting_currency,
+            )
+        )
+
+    def price_event(
+        self, usage: Usage, *, provider: str, models: tuple[str, ...], at: datetime, thinking: bool, tenant: str | None
+    ) -> Priced:
+        book = self.pricer.book
+        model = next((m for m in models if book.entry_for(provider, m, at) is not None), models[0] if models else "")
+        return self.pricer.price(usage, provider=provider, model=model, at=at, thinking=thinking, tenant=tenant)
+
+    def loaded(self) -> bool:
+        return self.pricer.book is not None
+
+    def reload(self) -> tuple[bool, str]:
+        ok, message = self.pricer.reload()
+        (log.info if ok else log.error)("price book reload: %s", message)
+        return ok, message

@@ -1,0 +1,144 @@
+"""The built-in `demo` provider: a simulated OpenAI-compatible upstream inside the gateway.
+
+It lets `make run` and `meterway demo` show real metering with no provider key: chat
+completions (streamed token by token, with realistic pacing and usage), completions and
+embeddings, answered by an httpx transport instead of the network. Everything else about a
+demo request — routing, metering, pricing, events — is the same code path as for a real one.
+A request header `x-demo-error: 429|500|503` makes it answer with that error, for trying alerts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import httpx
+import orjson
+
+from gateway.estimate import count_prompt, count_tokens
+from gateway.providers import openai
+
+_WORDS = tuple(
+    (
+        "the gateway meters every request so teams see where the money goes ; tokens flow through streams "
+        "and each chunk is relayed at once while usage is read on the side . 成本 透明 每个 请求 都 有 记录 。"
+    ).split()
+)
+
+
+class DemoKind(openai.OpenAIKind):
+    name: ClassVar[str] = "demo"
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        return DemoTransport()
+
+
+class DemoTransport(httpx.AsyncBaseTransport):
+    """Answers like an OpenAI-compatible API. `token_delay` paces streamed tokens (seconds)."""
+
+    def __init__(self, token_delay: float = 0.01, seed: int | None = None) -> None:
+        self.token_delay = token_delay
+        self._random = random.Random(seed)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        forced = request.headers.get("x-demo-error")
+        if forced and forced.isdigit():
+            status = int(forced)
+            body = openai.error_body(status, "demo_error", f"simulated upstream error {status}")
+            return httpx.Response(status, content=body, headers={"content-type": "application/json"})
+        try:
+            payload: dict[str, Any] = orjson.loads(await request.aread() or b"{}")
+        except orjson.JSONDecodeError:
+            body = openai.error_body(400, "invalid_json", "demo upstream: body is not JSON")
+            return httpx.Response(400, content=body, headers={"content-type": "application/json"})
+        model = str(payload.get("model") or "demo")
+        path = request.url.path.rstrip("/")
+        if path.endswith("/embeddings"):
+            return self._embeddings(payload, model)
+        if path.endswith("/models"):
+            listing = {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "demo"}]}
+            return httpx.Response(200, content=orjson.dumps(listing), headers={"content-type": "application/json"})
+        prompt_tokens = count_prompt(openai.request_text(payload), payload)
+        words = self._answer(payload)
+        if payload.get("stream") is True:
+            include = bool((payload.get("stream_options") or {}).get("include_usage"))
+            stream = _Stream(self._chunks(model, words, prompt_tokens, include))
+            return httpx.Response(200, stream=stream, headers={"content-type": "text/event-stream"})
+        text = "".join(words)
+        completion = {
+            "id": _id(text),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": _usage(prompt_tokens, count_tokens(text)),
+        }
+        await asyncio.sleep(self.token_delay * 3)
+        return httpx.Response(200, content=orjson.dumps(completion), headers={"content-type": "application/json"})
+
+    def _answer(self, payload: dict[str, Any]) -> list[str]:
+        limit = payload.get("max_tokens") or payload.get("max_completion_tokens") or 60
+        n = max(1, min(int(limit) if isinstance(limit, int) else 60, self._random.randint(12, 80)))
+        return [(" " if i else "") + self._random.choice(_WORDS) for i in range(n)]
+
+    async def _chunks(
+        self, model: str, words: list[str], prompt_tokens: int, include_usage: bool
+    ) -> AsyncIterator[bytes]:
+        cid, created = _id("".join(words)), int(time.time())
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+            return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+        yield chunk({"role": "assistant", "content": ""})
+        for word in words:
+            await asyncio.sleep(self.token_delay)
+            yield chunk({"content": word})
+        yield chunk({}, "stop")
+        if include_usage:
+            usage = _usage(prompt_tokens, count_tokens("".join(words)))
+            obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                   "choices": [], "usage": usage}  # fmt: skip
+            yield b"data: " + orjson.dumps(obj) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    def _embeddings(self, payload: dict[str, Any], model: str) -> httpx.Response:
+        inputs = payload.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        data = [{"object": "embedding", "index": i, "embedding": [0.0] * 8} for i in range(len(items))]
+        tokens = sum(count_tokens(str(x)) for x in items)
+        body = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return httpx.Response(200, content=orjson.dumps(body), headers={"content-type": "application/json"})
+
+
+class _Stream(httpx.AsyncByteStream):
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            yield chunk
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
+
+
+def _id(text: str) -> str:
+    return "chatcmpl-demo-" + hashlib.sha1(f"{text}{time.time_ns()}".encode()).hexdigest()[:20]

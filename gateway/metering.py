@@ -1,0 +1,112 @@
+"""From what a request did to its event: usage source, estimation, pricing.
+
+Pure functions of data (no I/O), so the rules for `usage_source`, model choice for pricing and
+cost fields are testable without a server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from gateway.attribution import Attribution
+from gateway.estimate import count_prompt, count_tokens
+from gateway.providers.base import Call, Meter, MeterReport, ProviderKind
+from gateway.usage import Usage
+from pricing.calculator import Priced
+from storage.event import UsageEvent
+
+
+class PricerLike(Protocol):
+    reporting_currency: str
+
+    def price_event(
+        self, usage: Usage, *, provider: str, models: tuple[str, ...], at: datetime, thinking: bool, tenant: str | None
+    ) -> Priced: ...
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How the exchange ended, as the proxy saw it."""
+
+    status: int
+    error_type: str | None = None
+    error_message: str | None = None
+    reached_upstream: bool = False  # the request was sent and the provider may bill it
+    ttft_ms: float | None = None
+    duration_ms: float = 0.0
+    attribution: Attribution = field(default_factory=Attribution)
+
+
+def decide_usage(
+    kind: ProviderKind, call: Call, meter: Meter | None, report: MeterReport, outcome: Outcome
+) -> tuple[Usage, str]:
+    """The usage to record and its source: the provider's report, an estimate, or none."""
+    if report.usage is not None:
+        return report.usage, "provider"
+    upstream_ok = outcome.status < 400 or outcome.error_type in ("client_disconnect", "stream_error", "timeout")
+    if not (outcome.reached_upstream and upstream_ok):
+        return Usage(), "none"
+    usage = Usage(input_tokens=count_prompt(kind.input_text(call.body), call.body))
+    if meter is not None:
+        usage.output_tokens = count_tokens(meter.output_text())
+    return usage, "estimated"
+
+
+def build_event(
+    request_id: str,
+    ts: datetime,
+    call: Call,
+    kind: ProviderKind,
+    meter: Meter | None,
+    outcome: Outcome,
+    pricer: PricerLike,
+) -> UsageEvent:
+    report = meter.report() if meter is not None else MeterReport()
+    usage, source = decide_usage(kind, call, meter, report, outcome)
+    model = report.model or call.model_upstream
+    attr = outcome.attribution
+    event = UsageEvent(
+        request_id=request_id,
+        ts=ts,
+        provider=call.provider.name,
+        endpoint=call.endpoint,
+        model_requested=call.model_requested,
+        model=model,
+        stream=call.stream,
+        status_code=outcome.status,
+        duration_ms=outcome.duration_ms,
+        ttft_ms=outcome.ttft_ms,
+        tenant_id=attr.tenant_id,
+        user_id=attr.user_id,
+        feature=attr.feature,
+        session_id=attr.session_id,
+        tags=attr.tags,
+        error_type=outcome.error_type,
+        error_message=outcome.error_message,
+        input_tokens=usage.input_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        total_tokens=usage.total_tokens,
+        usage_source=source,
+        reporting_currency=pricer.reporting_currency,
+    )
+    candidates = tuple(dict.fromkeys(m for m in (model, call.model_upstream, call.model_requested) if m))
+    thinking = call.thinking or usage.reasoning_tokens > 0
+    priced = pricer.price_event(
+        usage, provider=call.provider.pricing_provider, models=candidates, at=ts, thinking=thinking,
+        tenant=attr.tenant_id,
+    )  # fmt: skip
+    event.currency = priced.currency
+    event.input_cost = priced.input_cost
+    event.cached_input_cost = priced.cached_input_cost
+    event.cache_write_cost = priced.cache_write_cost
+    event.output_cost = priced.output_cost
+    event.total_cost = priced.total_cost
+    event.cost_reporting = priced.cost_reporting
+    event.price_id = priced.price_id
+    event.pricing_status = priced.pricing_status
+    return event

@@ -1,0 +1,370 @@
+"""Forwarding and streaming: the request path from the client to the upstream and back.
+
+    read body -> route (OpenAI route by model, or raw /{provider}/{path}) -> attribution
+    -> kind builds the upstream request -> httpx (stream) -> meter relays bytes as they arrive
+    -> event built, priced, journaled -> last bytes to the client
+
+The event is journaled before the client receives the end of its response, so every answered
+request has its row even if the process dies right after. A watcher turns a client disconnect
+into a cancellation of the exchange, which still records an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from gateway.attribution import Attribution, AttributionReader
+from gateway.metering import Outcome, PricerLike, build_event
+from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig, ProviderKind
+from gateway.routing import ModelRouter
+from storage.event import UsageEvent
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_HOP_BY_HOP = frozenset(
+    b"host content-length connection keep-alive proxy-authenticate proxy-authorization proxy-connection "
+    b"te trailer transfer-encoding upgrade accept-encoding".split()
+)
+_DROP_RESPONSE = frozenset(
+    b"content-length connection keep-alive transfer-encoding date server proxy-connection".split()
+)
+_STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl")
+_JSON_TYPE = [(b"content-type", b"application/json")]
+
+
+@dataclass(slots=True)
+class Exchange:
+    request_id: str
+    ts: datetime
+    started: float
+    done: bool = False
+    disconnected: bool = False
+
+
+class Proxy:
+    def __init__(
+        self,
+        *,
+        router: ModelRouter,
+        providers: dict[str, ProviderConfig],
+        kinds: dict[str, ProviderKind],
+        attribution: AttributionReader,
+        pricer: PricerLike,
+        submit: Callable[[UsageEvent], None],
+        clients: dict[str, httpx.AsyncClient],
+        default_client: httpx.AsyncClient,
+        max_body_bytes: int,
+    ) -> None:
+        self.router = router
+        self.providers = providers
+        self.kinds = kinds
+        self.attribution = attribution
+        self.pricer = pricer
+        self.submit = submit
+        self.clients = clients
+        self.default_client = default_client
+        self.max_body_bytes = max_body_bytes
+        self._drop_request = _HOP_BY_HOP | attribution.header_names
+        self._openai = kinds["openai"]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ex = Exchange(os.urandom(12).hex(), datetime.now(UTC), time.perf_counter())
+        path: str = scope["path"]
+        api = self._openai  # the error format of the API that was called
+        call: Call | None = None
+        attr = Attribution()
+        try:
+            raw = await self._read_body(receive)
+            if path.startswith("/v1/"):
+                call = self._route_openai(path[4:], raw)
+            else:
+                name, _, rest = path[1:].partition("/")
+                provider = self.providers.get(name)
+                if provider is None:
+                    raise GatewayError(404, "unknown_provider", f"no provider named {name!r} is configured")
+                api = self.kinds[provider.kind]
+                call = api.shape_raw(provider, scope["method"], rest, _parse_raw(raw, scope))
+            attr = self.attribution.read(scope["headers"], call.body)
+            await self._forward(ex, scope, receive, send, call, attr, raw, api)
+        except GatewayError as err:
+            await self._answer_error(ex, send, api, call, attr, err)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise GatewayError(499, "client_disconnect", "client disconnected", "client_disconnect")
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise GatewayError(
+                        413, "request_too_large", f"request body exceeds the limit of {self.max_body_bytes} bytes"
+                    )
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _route_openai(self, op: str, raw: bytes) -> Call:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise GatewayError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise GatewayError(400, "invalid_json", "request body must be a JSON object")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise GatewayError(400, "missing_model", "request body has no 'model' (a string naming the model)")
+        found = self.router.resolve(model)
+        if found is None:
+            raise GatewayError(404, "model_not_found", f"The model '{model}' is not configured on this gateway")
+        provider, upstream_model = found
+        return self.kinds[provider.kind].shape_openai(provider, op, body, upstream_model)
+
+    async def _forward(
+        self,
+        ex: Exchange,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        call: Call,
+        attr: Attribution,
+        raw: bytes,
+        api: ProviderKind,
+    ) -> None:
+        provider = call.provider
+        kind = self.kinds[provider.kind]
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in self._drop_request
+        ]
+        headers.append(("accept-encoding", "identity"))
+        query = scope.get("query_string", b"").decode("latin-1")
+        up = kind.upstream_request(call, scope["method"], query, headers, raw)
+        client = self.clients.get(provider.name, self.default_client)
+        timeout = httpx.Timeout(provider.timeout, connect=min(10.0, provider.timeout))
+        request = client.build_request(up.method, up.url, headers=up.headers, content=up.body, timeout=timeout)
+        outcome = Outcome(status=502, attribution=attr)
+        task = asyncio.current_task()
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, ex, task))
+        meter: Meter | None = None
+        try:
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.TimeoutException:
+                outcome.reached_upstream = True
+                raise GatewayError(
+                    504, "upstream_timeout", f"provider {provider.name!r} did not answer within {provider.timeout:g}s",
+                    "timeout",
+                ) from None  # fmt: skip
+            except httpx.HTTPError as exc:
+                raise GatewayError(
+                    502, "upstream_unreachable", f"cannot reach provider {provider.name!r}: {exc}", "upstream_error"
+                ) from None
+            outcome.reached_upstream = True
+            outcome.status = response.status_code
+            ctype = response.headers.get("content-type", "")
+            meter = kind.new_meter(call, response.status_code, ctype)
+            out_headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _DROP_RESPONSE]
+            out_headers.append((b"x-meterway-request-id", ex.request_id.encode()))
+            if response.status_code < 400 and (call.stream or ctype.startswith(_STREAM_TYPES)):
+                await self._relay_stream(ex, send, response, meter, out_headers, outcome, call, kind)
+            else:
+                await self._relay_whole(ex, send, response, meter, out_headers, outcome, call, kind)
+        except asyncio.CancelledError:
+            if not ex.disconnected or task is None:
+                raise
+            task.uncancel()
+            outcome.error_type, outcome.error_message = "client_disconnect", "client disconnected"
+            outcome.status = 499 if outcome.status >= 400 or meter is None else outcome.status
+            self._record(ex, call, kind, meter, outcome)
+        except GatewayError as err:
+            outcome.status, outcome.error_type, outcome.error_message = err.status, err.error_type, err.message
+            self._record(ex, call, kind, meter, outcome)
+            ex.done = True
+            await send_json(send, err.status, api.error_body(err.status, err.code, err.message), ex.request_id)
+        finally:
+            ex.done = True
+            watcher.cancel()
+
+    async def _relay_stream(
+        self,
+        ex: Exchange,
+        send: Send,
+        response: httpx.Response,
+        meter: Meter,
+        headers: list[tuple[bytes, bytes]],
+        outcome: Outcome,
+        call: Call,
+        kind: ProviderKind,
+    ) -> None:
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        try:
+            async for chunk in response.aiter_raw():
+                data = meter.feed(chunk)
+                if data:
+                    if outcome.ttft_ms is None:
+                        outcome.ttft_ms = (time.perf_counter() - ex.started) * 1000
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+            tail = meter.finish()
+        except httpx.ReadTimeout as exc:
+            tail = meter.finish()
+            outcome.error_type, outcome.error_message = "timeout", str(exc)
+        except httpx.HTTPError as exc:
+            tail = meter.finish()
+            outcome.error_type, outcome.error_message = "stream_error", f"upstream stream broke: {exc}"
+        finally:
+            await response.aclose()
+        report = meter.report()
+        if outcome.error_type is None and report.error:
+            outcome.error_type, outcome.error_message = "upstream_error", report.error[:1000]
+        self._record(ex, call, kind, meter, outcome)
+        ex.done = True
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    async def _relay_whole(
+        self,
+        ex: Exchange,
+        send: Send,
+        response: httpx.Response,
+        meter: Meter,
+        headers: list[tuple[bytes, bytes]],
+        outcome: Outcome,
+        call: Call,
+        kind: ProviderKind,
+    ) -> None:
+        try:
+            body = await response.aread()
+        except httpx.ReadTimeout:
+            raise GatewayError(
+                504, "upstream_timeout", f"provider {call.provider.name!r} stopped answering", "timeout"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise GatewayError(502, "upstream_error", f"provider {call.provider.name!r} failed: {exc}") from None
+        finally:
+            await response.aclose()
+        body = meter.feed(body) + meter.finish()
+        report = meter.report()
+        if response.status_code >= 400:
+            body = _scrub(body, call.provider)
+            outcome.error_type = "upstream_error"
+            outcome.error_message = _error_text(body)
+        elif report.error:
+            outcome.error_type, outcome.error_message = "upstream_error", report.error[:1000]
+        event = self._record(ex, call, kind, meter, outcome)
+        headers.append((b"content-length", str(len(body)).encode()))
+        if event.cost_reporting is not None:
+            headers.append((b"x-meterway-cost", _decimal_text(event.cost_reporting).encode()))
+        ex.done = True
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _record(
+        self, ex: Exchange, call: Call, kind: ProviderKind, meter: Meter | None, outcome: Outcome
+    ) -> UsageEvent:
+        outcome.duration_ms = (time.perf_counter() - ex.started) * 1000
+        event = build_event(ex.request_id, ex.ts, call, kind, meter, outcome, self.pricer)
+        self.submit(event)
+        return event
+
+    async def _answer_error(
+        self, ex: Exchange, send: Send, api: ProviderKind, call: Call | None, attr: Attribution, err: GatewayError
+    ) -> None:
+        """An error found before anything was sent upstream: answer it and record it."""
+        duration = (time.perf_counter() - ex.started) * 1000
+        event = UsageEvent(
+            request_id=ex.request_id,
+            ts=ex.ts,
+            status_code=err.status,
+            duration_ms=duration,
+            error_type=err.error_type,
+            error_message=err.message,
+            tenant_id=attr.tenant_id,
+            user_id=attr.user_id,
+            feature=attr.feature,
+            session_id=attr.session_id,
+            tags=attr.tags,
+            reporting_currency=self.pricer.reporting_currency,
+        )
+        if call is not None:
+            event.provider, event.endpoint = call.provider.name, call.endpoint
+            event.model_requested, event.model, event.stream = call.model_requested, call.model_upstream, call.stream
+        self.submit(event)
+        if err.status != 499:
+            await send_json(send, err.status, api.error_body(err.status, err.code, err.message), ex.request_id)
+
+
+async def _watch_disconnect(receive: Receive, ex: Exchange, task: asyncio.Task[Any] | None) -> None:
+    message = await receive()
+    if message["type"] == "http.disconnect" and not ex.done and task is not None:
+        ex.disconnected = True
+        task.cancel()
+
+
+async def send_json(send: Send, status: int, body: bytes, request_id: str) -> None:
+    headers = [
+        *_JSON_TYPE,
+        (b"content-length", str(len(body)).encode()),
+        (b"x-meterway-request-id", request_id.encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _parse_raw(raw: bytes, scope: Scope) -> JSON | None:
+    """The JSON body of a raw pass-through request, or None when it has none."""
+    if not raw:
+        return None
+    ctype = next((v for k, v in scope["headers"] if k == b"content-type"), b"application/json")
+    if b"json" not in ctype:
+        return None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    return body if isinstance(body, dict) else None
+
+
+def _error_text(body: bytes) -> str:
+    text = body[:2000].decode("utf-8", "replace")
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return text[:1000]
+    if isinstance(obj, dict):
+        err = obj.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:1000]
+        if isinstance(err, str):
+            return err[:1000]
+        if obj.get("message"):
+            return str(obj["message"])[:1000]
+    return text[:1000]
+
+
+def _scrub(body: bytes, provider: ProviderConfig) -> bytes:
+    """Never echo a configured credential back to a client, even when the upstream does."""
+    for secret in (provider.api_key, provider.secret_key):
+        if secret and len(secret) >= 8 and secret.encode() in body:
+            body = body.replace(secret.encode(), b"***")
+    return body
+
+
+def _decimal_text(value: object) -> str:
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"

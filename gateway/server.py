@@ -1,0 +1,43 @@
+"""Running the gateway under uvicorn (uvloop + httptools), with graceful shutdown.
+
+On SIGTERM or SIGINT uvicorn stops accepting, lets in-flight requests finish within the grace
+period, then the app's shutdown flushes every buffered event before the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.config import Config
+
+log = logging.getLogger("meterway")
+
+
+def uvicorn_config(config: Config) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(config),
+        host=config.server.host,
+        port=config.server.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        log_level="warning",
+        timeout_graceful_shutdown=int(config.server.grace_seconds),
+        timeout_keep_alive=75,
+        backlog=4096,
+    )
+
+
+def serve(config: Config, workers: int = 1) -> int:
+    if workers != 1:
+        log.error("--workers %d: multi-worker serving is not available yet; run one worker per port", workers)
+        return 2
+    server = uvicorn.Server(uvicorn_config(config))
+    log.info("meterway listening on http://%s:%d", config.server.host, config.server.port)
+    server.run()
+    return 0

@@ -1,0 +1,116 @@
+"""The one event schema: a row of `llm_usage_events`, one per request that reached routing.
+
+`UsageEvent` is what the gateway fills in; `COLUMNS` is the table's schema, used for the DDL and
+for reading journal lines back. Money stays Decimal and is written to the journal as strings, so
+no float ever touches a cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("request_id", "VARCHAR PRIMARY KEY"),
+    ("ts", "TIMESTAMPTZ"),
+    ("duration_ms", "DOUBLE"),
+    ("ttft_ms", "DOUBLE"),
+    ("tenant_id", "VARCHAR"),
+    ("user_id", "VARCHAR"),
+    ("feature", "VARCHAR"),
+    ("session_id", "VARCHAR"),
+    ("api_key_id", "VARCHAR"),
+    ("tags", "JSON"),
+    ("provider", "VARCHAR"),
+    ("endpoint", "VARCHAR"),
+    ("model_requested", "VARCHAR"),
+    ("model", "VARCHAR"),
+    ("stream", "BOOLEAN"),
+    ("status_code", "INTEGER"),
+    ("error_type", "VARCHAR"),
+    ("error_message", "VARCHAR"),
+    ("input_tokens", "BIGINT"),
+    ("cached_input_tokens", "BIGINT"),
+    ("cache_write_tokens", "BIGINT"),
+    ("output_tokens", "BIGINT"),
+    ("reasoning_tokens", "BIGINT"),
+    ("total_tokens", "BIGINT"),
+    ("usage_source", "VARCHAR"),
+    ("currency", "VARCHAR"),
+    ("input_cost", "DECIMAL(38,12)"),
+    ("cached_input_cost", "DECIMAL(38,12)"),
+    ("cache_write_cost", "DECIMAL(38,12)"),
+    ("output_cost", "DECIMAL(38,12)"),
+    ("total_cost", "DECIMAL(38,12)"),
+    ("cost_reporting", "DECIMAL(38,12)"),
+    ("reporting_currency", "VARCHAR"),
+    ("price_id", "VARCHAR"),
+    ("pricing_status", "VARCHAR"),
+)
+COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
+MONEY = ("input_cost", "cached_input_cost", "cache_write_cost", "output_cost", "total_cost", "cost_reporting")
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    request_id: str
+    ts: datetime
+    provider: str | None = None
+    endpoint: str | None = None
+    model_requested: str | None = None
+    model: str | None = None
+    stream: bool = False
+    status_code: int = 0
+    duration_ms: float = 0.0
+    ttft_ms: float | None = None
+    tenant_id: str | None = None
+    user_id: str | None = None
+    feature: str | None = None
+    session_id: str | None = None
+    api_key_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    error_type: str | None = None
+    error_message: str | None = None
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    total_tokens: int = 0
+    usage_source: str = "none"
+    currency: str | None = None
+    input_cost: Decimal | None = None
+    cached_input_cost: Decimal | None = None
+    cache_write_cost: Decimal | None = None
+    output_cost: Decimal | None = None
+    total_cost: Decimal | None = None
+    cost_reporting: Decimal | None = None
+    reporting_currency: str | None = None
+    price_id: str | None = None
+    pricing_status: str = "unpriced"
+
+    def to_json(self) -> bytes:
+        """One journal line (no newline). Decimals become strings; `tags` stays an object."""
+        return orjson.dumps(self, default=_decimal_str)
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> UsageEvent:
+        data = {k: row[k] for k in COLUMN_NAMES if k in row}
+        for key in MONEY:
+            if data.get(key) is not None:
+                data[key] = Decimal(str(data[key]))
+        if isinstance(data.get("ts"), str):
+            data["ts"] = datetime.fromisoformat(data["ts"])
+        if isinstance(data.get("tags"), str):
+            data["tags"] = orjson.loads(data["tags"])
+        return cls(**data)
+
+
+def _decimal_str(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    raise TypeError(f"cannot serialize {type(value).__name__}")

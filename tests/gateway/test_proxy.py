@@ -1,0 +1,253 @@
+"""The proxy end to end: official SDKs and raw HTTP through a live gateway to a real local upstream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.gateway import scripts
+from tests.support.gateway import LiveGateway
+from tests.support.upstream import Upstream
+
+SECRET = "sk-upstream-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    upstream.scripts.update(scripts.ALL)
+    providers = {
+        name: {"kind": "openai", "base_url": upstream.script_url(name), "api_key": SECRET, "price_as": "openai"}
+        for name in scripts.ALL
+    }
+    providers["hang"]["timeout"] = 0.5
+    providers["echonokey"] = {"kind": "openai", "base_url": upstream.script_url("echo")}
+    providers["refused"] = {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}
+    doc = {
+        "server": {"max_body_bytes": 65536},
+        "providers": providers,
+        "models": [
+            {"name": "gpt-4o-mini", "provider": "chat"},
+            {"name": "mini", "provider": "chat", "model": "gpt-4o-mini"},
+            {"name": "glob-*", "provider": "echo"},
+            {"name": "nousage-model", "provider": "nousage"},
+        ],
+    }
+    live = LiveGateway.from_doc(tmp_path_factory.mktemp("gw"), doc).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def client(gw: LiveGateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key="sk-client-key", max_retries=0)
+
+
+def post(gw: LiveGateway, path: str, body: object, **headers: str) -> httpx.Response:
+    return httpx.post(f"{gw.url}{path}", json=body, headers=headers, timeout=30)
+
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hi"}]}
+
+
+def test_sdk_nonstream_is_metered_priced_and_tagged(gw: LiveGateway, client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hi"}],
+        extra_headers={"X-Tenant-Id": "acme", "X-Feature": "chat", "X-Meterway-Tags": "team=search,env=prod"},
+    )  # fmt: skip
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "Hi there!"
+    request_id = raw.headers["x-meterway-request-id"]
+    event = gw.event(request_id)
+    assert (event["input_tokens"], event["output_tokens"], event["total_tokens"]) == (12, 3, 15)
+    assert event["usage_source"] == "provider"
+    assert event["model"] == "gpt-4o-mini-2024-07-18" and event["model_requested"] == "gpt-4o-mini"
+    assert event["endpoint"] == "chat.completions" and event["provider"] == "chat" and event["stream"] is False
+    assert event["tenant_id"] == "acme" and event["feature"] == "chat"
+    assert json.loads(event["tags"]) == {"team": "search", "env": "prod"}
+    assert event["pricing_status"] == "priced" and event["currency"] == "USD"
+    # gpt-4o-mini: $0.15 input, $0.60 output per 1M tokens
+    assert event["total_cost"] == Decimal("0.0000036")
+    assert Decimal(raw.headers["x-meterway-cost"]) == event["cost_reporting"] == Decimal("0.0000036")
+
+
+def test_sdk_stream_without_include_usage_hides_injected_chunk(
+    gw: LiveGateway, client: openai.OpenAI, upstream: Upstream
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hi"}], stream=True
+    )
+    chunks = list(raw.parse())
+    assert all(c.choices for c in chunks), "the usage-only chunk the gateway asked for must not reach the client"
+    assert all(c.usage is None for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hi there!"
+    sent = [r for r in upstream.requests if r.path.startswith("/script/chat/")][-1].json()
+    assert sent["stream_options"] == {"include_usage": True}
+    event = gw.event(raw.headers["x-meterway-request-id"])
+    assert (event["input_tokens"], event["output_tokens"], event["usage_source"]) == (12, 3, "provider")
+    assert event["stream"] is True and event["ttft_ms"] is not None and event["ttft_ms"] <= event["duration_ms"]
+
+
+def test_sdk_stream_with_include_usage_keeps_the_usage_chunk(gw: LiveGateway, client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hi"}], stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = list(stream)
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens == 15
+
+
+def test_stream_bytes_are_identical_to_upstream_when_client_asked_for_usage(gw: LiveGateway) -> None:
+    body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    direct = httpx.post(gw.app.gateway.config.providers["chat"].base_url + "/chat/completions", json=body)
+    via = post(gw, "/v1/chat/completions", body)
+    assert via.status_code == 200 and via.content == direct.content
+    assert via.headers["content-type"].startswith("text/event-stream")
+
+
+def test_stream_without_provider_usage_is_estimated(gw: LiveGateway) -> None:
+    r = post(gw, "/v1/chat/completions", {**CHAT, "model": "nousage-model", "stream": True})
+    assert r.status_code == 200 and b"[DONE]" in r.content
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert event["usage_source"] == "estimated"
+    assert event["output_tokens"] == 6  # "Hello world, how are you" in cl100k_base
+    assert event["input_tokens"] > 0 and event["error_type"] is None
+
+
+def test_client_disconnect_mid_stream_still_records_an_event(gw: LiveGateway) -> None:
+    with httpx.Client(timeout=30) as c, c.stream("POST", f"{gw.url}/slow/chat/completions",
+                                                 json={**CHAT, "stream": True}) as r:  # fmt: skip
+        request_id = r.headers["x-meterway-request-id"]
+        seen = b""
+        for piece in r.iter_raw():
+            seen += piece
+            if seen.count(b"tick") >= 3:
+                break
+    event = gw.event(request_id)
+    assert event["error_type"] == "client_disconnect"
+    assert event["usage_source"] == "estimated" and event["output_tokens"] >= 3
+
+
+def test_upstream_reset_mid_stream(gw: LiveGateway) -> None:
+    r = post(gw, "/reset/chat/completions", {**CHAT, "stream": True})
+    assert b"partial" in r.content
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert event["error_type"] == "stream_error"
+    assert event["usage_source"] == "estimated" and event["output_tokens"] >= 2
+
+
+def test_upstream_timeout_is_504_in_openai_format(gw: LiveGateway, client: openai.OpenAI) -> None:
+    r = post(gw, "/hang/chat/completions", CHAT)
+    assert r.status_code == 504
+    err = r.json()["error"]
+    assert err["code"] == "upstream_timeout" and "hang" in err["message"]
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert event["status_code"] == 504 and event["error_type"] == "timeout"
+
+
+def test_connect_refused_is_502(gw: LiveGateway) -> None:
+    r = post(gw, "/refused/chat/completions", CHAT)
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "upstream_unreachable"
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert event["error_type"] == "upstream_error" and event["usage_source"] == "none"
+
+
+def test_upstream_5xx_is_passed_through_and_recorded(gw: LiveGateway, client: openai.OpenAI) -> None:
+    r = post(gw, "/error500/chat/completions", CHAT)
+    assert r.status_code == 500 and r.json()["error"]["message"] == "The server had an error"
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert event["error_type"] == "upstream_error" and event["error_message"] == "The server had an error"
+    assert event["usage_source"] == "none" and event["input_tokens"] == 0
+
+
+def test_malformed_sse_is_relayed_untouched(gw: LiveGateway) -> None:
+    r = post(gw, "/malformed/chat/completions", {**CHAT, "stream": True, "stream_options": {"include_usage": True}})
+    assert r.status_code == 200
+    assert r.content.startswith(b"data: {not json at all\n\n") and r.content.endswith(b"data: [DONE]\n\n")
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert event["usage_source"] == "estimated" and event["status_code"] == 200
+
+
+def test_error_inside_a_200_stream_after_content(gw: LiveGateway) -> None:
+    r = post(gw, "/errorafter/chat/completions", {**CHAT, "stream": True})
+    assert b"some text" in r.content
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert event["error_type"] == "upstream_error" and "overloaded" in event["error_message"]
+
+
+def test_unknown_model_is_404_model_not_found(gw: LiveGateway, client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    assert info.value.code == "model_not_found" and "no-such-model" in info.value.message
+    event = gw.event(info.value.response.headers["x-meterway-request-id"])
+    assert event["status_code"] == 404 and event["error_type"] == "model_not_found"
+
+
+def test_malformed_json_and_missing_model_are_400(gw: LiveGateway) -> None:
+    r = httpx.post(f"{gw.url}/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    r = post(gw, "/v1/chat/completions", {"messages": []})
+    assert r.status_code == 400 and "model" in r.json()["error"]["message"]
+    gw.event(r.headers["x-meterway-request-id"])
+
+
+def test_body_too_large_is_413(gw: LiveGateway) -> None:
+    r = post(gw, "/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": "x" * 70000}]})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+
+def test_unknown_provider_route_is_404(gw: LiveGateway) -> None:
+    r = post(gw, "/nope/chat/completions", CHAT)
+    assert r.status_code == 404 and "x-meterway-request-id" in r.headers
+
+
+def test_credentials_injected_and_never_leaked(gw: LiveGateway) -> None:
+    r = post(gw, "/v1/chat/completions", {**CHAT, "model": "glob-anything"}, Authorization="Bearer sk-client-key")
+    seen = r.json()["echo"]["headers"]
+    assert seen["Authorization"] == f"Bearer {SECRET}"
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert SECRET not in json.dumps(event, default=str)
+    assert SECRET not in "".join(f"{k}: {v}" for k, v in r.headers.items())
+
+
+def test_client_credential_passes_through_without_a_configured_key(gw: LiveGateway) -> None:
+    r = post(gw, "/echonokey/chat/completions", CHAT, Authorization="Bearer sk-client-own")
+    assert r.json()["echo"]["headers"]["Authorization"] == "Bearer sk-client-own"
+
+
+def test_attribution_headers_are_not_forwarded_and_user_falls_back_to_body(gw: LiveGateway) -> None:
+    r = post(gw, "/echo/chat/completions", {**CHAT, "user": "alice"},
+             **{"X-Tenant-Id": "t1", "X-Session-Id": "s1", "X-User-Id": "", "Connection": "keep-alive"})  # fmt: skip
+    seen = {k.lower() for k in r.json()["echo"]["headers"]}
+    assert not seen & {"x-tenant-id", "x-session-id", "x-user-id", "x-meterway-tags"}
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert (event["tenant_id"], event["session_id"], event["user_id"]) == ("t1", "s1", "alice")
+
+
+def test_alias_rewrite_and_provider_prefix(gw: LiveGateway, upstream: Upstream) -> None:
+    post(gw, "/v1/chat/completions", {**CHAT, "model": "mini"})
+    assert upstream.requests[-1].json()["model"] == "gpt-4o-mini"
+    r = post(gw, "/v1/chat/completions", {**CHAT, "model": "echo/some-model"})
+    assert r.status_code == 200 and upstream.requests[-1].json()["model"] == "some-model"
+
+
+def test_models_list_and_health(gw: LiveGateway, client: openai.OpenAI) -> None:
+    ids = {m.id for m in client.models.list()}
+    assert {"gpt-4o-mini", "mini", "nousage-model"} <= ids and "glob-*" not in ids
+    for path in ("/healthz", "/readyz", "/no/such/route"):
+        r = httpx.get(f"{gw.url}{path}")
+        assert "x-meterway-request-id" in r.headers
+    assert httpx.get(f"{gw.url}/readyz").json()["ready"] is True
+
+
+def test_written_events_survive_in_the_duckdb_file(gw: LiveGateway, tmp_path: Path) -> None:
+    r = post(gw, "/v1/chat/completions", CHAT)
+    gw.event(r.headers["x-meterway-request-id"])
+    assert gw.config.storage.path.exists()
