@@ -31,6 +31,7 @@ def load_or_exit(path: str) -> Config:
 
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every upstream request at INFO
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -104,7 +104,10 @@ def interpolate(text: str, env: dict[str, str], problems: list[str]) -> str:
         problems.append(f"${{{name}}}: environment variable {name} is not set (use ${{{name}:-default}})")
         return ""
 
-    return _VAR.sub(repl, text)
+    # Whole-line comments are left alone, so a comment may mention ${VAR} freely.
+    return "".join(
+        line if line.lstrip().startswith("#") else _VAR.sub(repl, line) for line in text.splitlines(keepends=True)
+    )
 
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:

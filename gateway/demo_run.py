@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from gateway.config import Config, ModelRoute, PricingConfig, StorageConfig
 from gateway.providers.base import ProviderConfig
-from gateway.server import uvicorn_config
+from gateway.server import GatewayServer, uvicorn_config
 
 DEMO_MODELS = {  # model -> (demo provider, price book provider it is priced as)
     "gpt-4o-mini": ("demo-openai", "openai"),
@@ -71,7 +70,7 @@ async def generate(base_url: str, total: int, rng: random.Random, spike_after: i
 
 
 async def _main(cfg: Config, total: int) -> None:
-    server = uvicorn.Server(uvicorn_config(cfg))
+    server = GatewayServer(uvicorn_config(cfg))
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():

@@ -7,6 +7,7 @@ period, then the app's shutdown flushes every buffered event before the process 
 from __future__ import annotations
 
 import logging
+from types import FrameType
 
 import uvicorn
 
@@ -14,6 +15,19 @@ from gateway.app import create_app
 from gateway.config import Config
 
 log = logging.getLogger("meterway")
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, except that a stop signal ends in a clean exit 0.
+
+    uvicorn re-raises SIGTERM/SIGINT once it has shut down, which makes the process die of the
+    signal; for the gateway a signal is a request to stop gracefully, and a graceful stop after
+    every event is flushed is a success.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 def uvicorn_config(config: Config) -> uvicorn.Config:
@@ -37,7 +51,7 @@ def serve(config: Config, workers: int = 1) -> int:
     if workers != 1:
         log.error("--workers %d: multi-worker serving is not available yet; run one worker per port", workers)
         return 2
-    server = uvicorn.Server(uvicorn_config(config))
+    server = GatewayServer(uvicorn_config(config))
     log.info("meterway listening on http://%s:%d", config.server.host, config.server.port)
     server.run()
     return 0

@@ -95,7 +95,7 @@ async def malformed_sse(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     await resp.write(b"data: {not json at all\n\n")
     await resp.write(chunk("ok"))
-    await resp.write(b"data: {\"choices\": [}\n\n: comment\n\nevent: ping\ndata:\n\n")
+    await resp.write(b'data: {"choices": [}\n\n: comment\n\nevent: ping\ndata:\n\n')
     await resp.write(b"data: [DONE]\n\n")
     return resp
 
@@ -126,3 +126,18 @@ ALL = {
     "errorafter": error_after_content,
     "echo": echo,
 }
+
+
+async def paced(request: web.Request) -> web.StreamResponse:
+    """Ten words 100 ms apart, then usage: a stream that is in flight for about a second."""
+    resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await resp.prepare(request)
+    for _ in range(10):
+        await resp.write(chunk("word "))
+        await asyncio.sleep(0.1)
+    await resp.write(chunk(usage=USAGE))
+    await resp.write(b"data: [DONE]\n\n")
+    return resp
+
+
+ALL["paced"] = paced

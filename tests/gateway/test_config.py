@@ -1,0 +1,95 @@
+"""config.yaml: interpolation, validation messages, and the shipped file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def problems(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[str]:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env=env or {})
+    return info.value.problems
+
+
+def test_shipped_config_loads_with_every_provider_kind() -> None:
+    cfg = load_config(REPO / "config.yaml", env={})
+    kinds = {p.kind for p in cfg.providers.values()}
+    assert kinds == {"demo", "openai", "azure", "anthropic", "gemini", "dashscope", "hunyuan", "ollama"}
+    for name in ("openai", "dashscope", "hunyuan", "anthropic", "deepseek", "moonshot", "groq", "gemini"):
+        assert name in cfg.providers
+    assert cfg.providers["dashscope"].base_url == "https://dashscope.aliyuncs.com/compatible-mode/v1"
+    assert cfg.providers["openai"].api_key is None  # no key in the environment: client credentials pass through
+    assert cfg.pricing.book.exists()
+
+
+def test_interpolation_with_defaults_and_env(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "server: {host: '${H:-0.0.0.0}', port: ${P}}\n"
+        "providers: {x: {kind: openai, base_url: '${URL}', api_key_env: XKEY}}\n"
+    )
+    cfg = load_config(path, env={"P": "9001", "URL": "http://up.example/v1", "XKEY": "sk-x"})
+    assert (cfg.server.host, cfg.server.port) == ("0.0.0.0", 9001)
+    assert cfg.providers["x"].base_url == "http://up.example/v1" and cfg.providers["x"].api_key == "sk-x"
+
+
+def test_every_problem_is_reported_on_its_own_line(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        "server: {port: 99999, hots: x}\n"
+        "storage: {backend: sqlite}\n"
+        "providers:\n"
+        "  a: {kind: nosuch, base_url: http://x}\n"
+        "  b: {kind: openai, base_url: ftp://x}\n"
+        "  c: {kind: openai, base_url: 'http://x', timeout: -1}\n"
+        "models:\n"
+        "  - {name: m, provider: zzz}\n"
+        "tenants: {acme: {discount_percent: 150}}\n"
+        "surprise: 1\n"
+        "key: ${MISSING}\n",
+    )
+    text = "\n".join(found)
+    for expected in (
+        "server.port: expected an integer from 0 to 65535, got 99999",
+        "server.hots: unknown key",
+        "storage.backend: expected 'duckdb' or 'ducklake', got 'sqlite'",
+        "providers.a.kind: expected one of",
+        "providers.b.base_url: expected an http(s) URL, got 'ftp://x'",
+        "providers.c.timeout: expected a positive number of seconds, got -1",
+        "models[0].provider: 'zzz' is not a configured provider",
+        "tenants.acme.discount_percent: expected a number from 0 to 100",
+        "surprise: unknown section",
+        "environment variable MISSING is not set",
+    ):
+        assert expected in text, f"missing {expected!r} in:\n{text}"
+    assert all("\n" not in p for p in found)
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    found = problems(tmp_path, "server:\n  port: [1,\n")
+    assert len(found) == 1 and "invalid YAML" in found[0] and "line" in found[0]
+
+
+def test_cli_rejects_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("server: {port: nope}\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)], capture_output=True, text=True, cwd=REPO
+    )
+    assert out.returncode == 2
+    assert "config error:" in out.stderr and "server.port" in out.stderr and "Traceback" not in out.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(tmp_path / "none.yaml")],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "cannot read config file" in missing.stderr

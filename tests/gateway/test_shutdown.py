@@ -1,0 +1,66 @@
+"""SIGTERM and SIGINT: in-flight requests finish, every event is flushed, the process exits 0."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+
+from tests.gateway import scripts
+from tests.support.gateway import write_config
+from tests.support.process import GatewayProcess, free_port
+from tests.support.upstream import Upstream
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_lets_inflight_requests_finish_and_flushes_every_event(
+    sig: int, upstream: Upstream, tmp_path: Path
+) -> None:
+    upstream.scripts.update(scripts.ALL)
+    port = free_port()
+    db = tmp_path / "events.duckdb"
+    cfg = write_config(tmp_path, {
+        "server": {"port": port, "grace_seconds": 20},
+        "storage": {"path": str(db), "flush_interval_ms": 5000},  # nothing is loaded before shutdown
+        "providers": {"up": {"kind": "openai", "base_url": upstream.script_url("paced"), "price_as": "openai"}},
+        "models": [{"name": "gpt-4o-mini", "provider": "up"}],
+    })  # fmt: skip
+    proc = GatewayProcess(["serve", "--config", str(cfg)], cwd=REPO).start(f"http://127.0.0.1:{port}/healthz")
+    try:
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        for _ in range(3):  # finished before the signal
+            assert httpx.post(url, json={**body, "stream": False}, timeout=30).status_code == 200
+        started = threading.Barrier(6)
+        results: list[bytes] = []
+
+        def stream() -> None:
+            with httpx.stream("POST", url, json=body, timeout=30) as r:
+                pieces = r.iter_raw()
+                first = next(pieces)
+                started.wait(30)
+                results.append(first + b"".join(pieces))
+
+        threads = [threading.Thread(target=stream) for _ in range(5)]
+        for t in threads:
+            t.start()
+        started.wait(30)  # every stream is in flight
+        code = proc.terminate(sig)
+        for t in threads:
+            t.join(30)
+    finally:
+        proc.kill()
+    assert code == 0, proc.log.read_text()
+    assert len(results) == 5 and all(r.endswith(b"data: [DONE]\n\n") for r in results)
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(
+            "SELECT count(*), count(DISTINCT request_id), sum(output_tokens) FROM llm_usage_events"
+        ).fetchone()
+    assert rows == (8, 8, 8 * 3)
+    assert not list((tmp_path / "events.duckdb.journal").glob("*.jsonl")), "journal must be fully loaded"
