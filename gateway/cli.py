@@ -80,6 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging()
+    if args.command == "prices":
+        from pricing.cli import apply_config
+
+        problem = apply_config(args)
+        if problem:
+            print(f"config error: {problem}", file=sys.stderr)
+            return 2
     handler: Handler = args.handler
     return handler(args)
 

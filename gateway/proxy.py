@@ -95,7 +95,8 @@ class Proxy:
                 if provider is None:
                     raise GatewayError(404, "unknown_provider", f"no provider named {name!r} is configured")
                 api = self.kinds[provider.kind]
-                call = api.shape_raw(provider, scope["method"], rest, _parse_raw(raw, scope))
+                client_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+                call = api.shape_raw(provider, scope["method"], rest, _parse_raw(raw, scope), client_headers)
             attr = self.attribution.read(scope["headers"], call.body)
             await self._forward(ex, scope, receive, send, call, attr, raw, api)
         except GatewayError as err:

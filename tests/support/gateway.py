@@ -82,9 +82,7 @@ class LiveGateway:
 
     def events(self, where: str = "TRUE", params: list[Any] | None = None) -> list[dict[str, Any]]:
         self.flush()
-        rows = self.app.gateway.sink.query(
-            f"SELECT * FROM llm_usage_events WHERE {where} ORDER BY ts", params or []
-        )
+        rows = self.app.gateway.sink.query(f"SELECT * FROM llm_usage_events WHERE {where} ORDER BY ts", params or [])
         return [dict(zip(COLUMN_NAMES, row, strict=True)) for row in rows]
 
     def event(self, request_id: str) -> dict[str, Any]:

@@ -21,12 +21,12 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None, log: Path | None = None) -> None:
         self.args = args
         self.cwd = cwd
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = cwd / "gateway.log"
+        self.log = log or cwd / "gateway.log"
 
     def start(self, ready_url: str, timeout: float = 60) -> GatewayProcess:
         with self.log.open("wb") as log:

@@ -113,9 +113,7 @@ class Upstream:
 
     async def _record(self, request: web.Request) -> None:
         body = await request.read()
-        self.requests.append(
-            Seen(request.method, request.path, request.query_string, dict(request.headers), body)
-        )
+        self.requests.append(Seen(request.method, request.path, request.query_string, dict(request.headers), body))
 
     async def _replay(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
