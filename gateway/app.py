@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway import pricing_api
 from gateway.attribution import AttributionReader
 from gateway.config import Config
 from gateway.costing import EventPricer
@@ -49,6 +51,7 @@ class Gateway:
     sink: DuckDBSink
     proxy: Proxy
     clients: list[httpx.AsyncClient] = field(default_factory=list)
+    admin_key: str | None = None
 
 
 class MeterwayApp:
@@ -108,12 +111,18 @@ def create_app(config: Config) -> MeterwayApp:
         default_client=default_client,
         max_body_bytes=config.server.max_body_bytes,
     )
-    gateway = Gateway(config, pricer, writer, sink, proxy, [default_client, *clients.values()])
+    gateway = Gateway(config, pricer, writer, sink, proxy, [default_client, *clients.values()], _admin_key(config))
     control = Starlette(routes=_control_routes(), lifespan=_lifespan(gateway))
     control.state.gateway = gateway
     control.add_exception_handler(404, _not_found)
     control.add_exception_handler(405, _not_found)
     return MeterwayApp(gateway, control)
+
+
+def _admin_key(config: Config) -> str | None:
+    auth = config.raw.get("auth")
+    name = auth.get("admin_key_env") if isinstance(auth, dict) else None
+    return os.environ.get(name) or None if isinstance(name, str) else None
 
 
 def _client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
@@ -178,11 +187,26 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
+async def admin_guard(request: Request) -> Response | None:
+    """None when the caller may use /admin; else the 401 to answer. Open until an admin key is configured."""
+    key = _gateway(request).admin_key
+    if key is None:
+        return None
+    supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if supplied and hmac.compare_digest(supplied.encode(), key.encode()):
+        return None
+    return Response(
+        error_body(401, "invalid_admin_key", "this route needs the admin key: Authorization: Bearer <admin key>"),
+        status_code=401, media_type="application/json",
+    )  # fmt: skip
+
+
 def _control_routes() -> list[Route]:
     return [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/v1/models", list_models),
+        *pricing_api.routes(lambda request: _gateway(request).pricer, admin_guard),
     ]
 
 

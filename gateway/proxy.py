@@ -182,6 +182,7 @@ class Proxy:
             out_headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _DROP_RESPONSE]
             out_headers.append((b"x-meterway-request-id", ex.request_id.encode()))
             if response.status_code < 400 and (call.stream or ctype.startswith(_STREAM_TYPES)):
+                call.stream = True  # what the response is, whatever the request said
                 await self._relay_stream(ex, send, response, meter, out_headers, outcome, call, kind)
             else:
                 await self._relay_whole(ex, send, response, meter, out_headers, outcome, call, kind)

@@ -31,7 +31,8 @@ def test_signal_lets_inflight_requests_finish_and_flushes_every_event(
         "providers": {"up": {"kind": "openai", "base_url": upstream.script_url("paced"), "price_as": "openai"}},
         "models": [{"name": "gpt-4o-mini", "provider": "up"}],
     })  # fmt: skip
-    proc = GatewayProcess(["serve", "--config", str(cfg)], cwd=REPO).start(f"http://127.0.0.1:{port}/healthz")
+    proc = GatewayProcess(["serve", "--config", str(cfg)], cwd=REPO, log=tmp_path / "gateway.log")
+    proc.start(f"http://127.0.0.1:{port}/healthz")
     try:
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}

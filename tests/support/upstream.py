@@ -90,6 +90,7 @@ class Upstream:
 
     async def _start(self) -> None:
         app = web.Application(client_max_size=64 << 20)
+        app.router.add_route("*", "/fx/{fixture}", self._replay)
         app.router.add_route("*", "/fx/{fixture}/{tail:.*}", self._replay)
         app.router.add_route("*", "/script/{name}/{tail:.*}", self._script)
         self._runner = web.AppRunner(

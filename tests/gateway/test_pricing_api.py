@@ -1,0 +1,108 @@
+"""Pricing under /admin: quotes, reloads (HTTP and SIGHUP) that keep the old book when the new one is bad."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.gateway import REPO, LiveGateway, write_config
+from tests.support.process import GatewayProcess, free_port
+
+NEW_ENTRY = """
+  - provider: openai
+    model: gpt-4o-mini
+    currency: USD
+    effective_from: 2026-01-01
+    input: 1
+    output: 2
+    source: test correction
+"""
+
+
+def book_copy(tmp: Path) -> Path:
+    book = tmp / "book"
+    shutil.copytree(REPO / "pricing" / "book", book)
+    return book
+
+
+@pytest.fixture
+def gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveGateway]:
+    monkeypatch.setenv("TEST_ADMIN_KEY", "admin-secret")
+    doc = {
+        "pricing": {"book": str(book_copy(tmp_path)), "reporting_currency": "USD"},
+        "auth": {"admin_key_env": "TEST_ADMIN_KEY"},
+        "tenants": {"acme": {"discount_percent": 20}},
+    }
+    live = LiveGateway.from_doc(tmp_path, doc).start()
+    yield live
+    live.stop()
+
+
+ADMIN = {"Authorization": "Bearer admin-secret"}
+QUOTE = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 1_000_000, "output_tokens": 1_000_000}
+
+
+def test_quote_needs_the_admin_key(gw: LiveGateway) -> None:
+    r = httpx.post(f"{gw.url}/admin/quote", json=QUOTE)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_admin_key"
+    r = httpx.post(f"{gw.url}/admin/quote", json=QUOTE, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+
+
+def test_quote_with_breakdown_and_tenant_discount(gw: LiveGateway) -> None:
+    r = httpx.post(f"{gw.url}/admin/quote", json=QUOTE, headers=ADMIN)
+    assert r.status_code == 200
+    quote = r.json()
+    assert quote["pricing_status"] == "priced" and Decimal(quote["costs"]["total"]) == Decimal("0.75")
+    discounted = httpx.post(f"{gw.url}/admin/quote", json={**QUOTE, "tenant": "acme"}, headers=ADMIN).json()
+    assert Decimal(discounted["costs"]["total"]) == Decimal("0.6")
+    bad = httpx.post(f"{gw.url}/admin/quote", json={**QUOTE, "input_tokens": -1}, headers=ADMIN)
+    assert bad.status_code == 400 and "input_tokens" in bad.json()["error"]["message"]
+
+
+def test_reload_refuses_a_bad_book_and_applies_a_good_one(gw: LiveGateway) -> None:
+    book = gw.config.pricing.book
+    openai_file = book / "openai.yaml"
+    good = openai_file.read_text()
+    openai_file.write_text(good + "\n  - provider: openai\n    model: broken\n    currency: USD\n    input: -3\n")
+    r = httpx.post(f"{gw.url}/admin/prices/reload", headers=ADMIN)
+    assert r.status_code == 422 and "old one stays" in r.json()["error"]["message"]
+    quote = httpx.post(f"{gw.url}/admin/quote", json=QUOTE, headers=ADMIN).json()
+    assert Decimal(quote["costs"]["total"]) == Decimal("0.75")
+
+    openai_file.write_text(good + NEW_ENTRY)
+    r = httpx.post(f"{gw.url}/admin/prices/reload", headers=ADMIN)
+    assert r.status_code == 200 and r.json()["reloaded"] is True
+    quote = httpx.post(f"{gw.url}/admin/quote", json=QUOTE, headers=ADMIN).json()
+    assert Decimal(quote["costs"]["total"]) == Decimal(3)
+    old = httpx.post(f"{gw.url}/admin/quote", json={**QUOTE, "at": "2025-06-01T00:00:00Z"}, headers=ADMIN).json()
+    assert Decimal(old["costs"]["total"]) == Decimal("0.75"), "a past request keeps its old price"
+
+
+def test_sighup_reloads_the_book(tmp_path: Path) -> None:
+    port = free_port()
+    book = book_copy(tmp_path)
+    cfg = write_config(tmp_path, {"server": {"port": port}, "pricing": {"book": str(book)}})
+    proc = GatewayProcess(["serve", "--config", str(cfg)], cwd=REPO, log=tmp_path / "gw.log")
+    proc.start(f"http://127.0.0.1:{port}/readyz")
+    try:
+        (book / "openai.yaml").write_text((book / "openai.yaml").read_text() + NEW_ENTRY)
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGHUP)
+        url = f"http://127.0.0.1:{port}/admin/quote"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the reload runs on the gateway's loop: wait until it is in force
+            if Decimal(httpx.post(url, json=QUOTE).json()["costs"]["total"]) == 3:
+                break
+            time.sleep(0.02)
+        assert Decimal(httpx.post(url, json=QUOTE).json()["costs"]["total"]) == 3
+        assert "price book reload" in proc.log.read_text()
+    finally:
+        assert proc.terminate() == 0
