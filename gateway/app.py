@@ -18,27 +18,31 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway import pricing_api
+from gateway.admin import AdminGuard
 from gateway.attribution import AttributionReader
 from gateway.config import Config
 from gateway.costing import EventPricer
-from gateway.estimate import encoder
 from gateway.providers.openai import error_body
 from gateway.providers.registry import KINDS
 from gateway.proxy import Message, Proxy, Receive, Scope, Send, send_json
 from gateway.routing import ModelRouter
+from gateway.upstream import AiohttpUpstream, HttpxUpstream, Upstream
+from metrics.exporter import MetricsExporter
+from storage.api import StorageAPI
 from storage.duckdb_sink import DuckDBSink
 from storage.event import UsageEvent
 from storage.writer import EventWriter
 
 log = logging.getLogger("meterway")
 _CONTROL_PREFIXES = ("/admin", "/metrics", "/healthz", "/readyz", "/dashboard")
+_CONTROL_V1 = ("/v1/models", "/v1/usage")
 
 
 @dataclass(slots=True)
@@ -50,8 +54,9 @@ class Gateway:
     writer: EventWriter
     sink: DuckDBSink
     proxy: Proxy
-    clients: list[httpx.AsyncClient] = field(default_factory=list)
+    upstreams: list[Upstream] = field(default_factory=list)
     admin_key: str | None = None
+    metrics: MetricsExporter | None = None
 
 
 class MeterwayApp:
@@ -64,7 +69,7 @@ class MeterwayApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if path.startswith("/v1/") and path != "/v1/models":
+            if path.startswith("/v1/") and path not in _CONTROL_V1:
                 return await self._proxy(scope, receive, send)
             if not path.startswith(_CONTROL_PREFIXES) and path[1:].partition("/")[0] in self._providers:
                 return await self._proxy(scope, receive, send)
@@ -86,19 +91,31 @@ def _with_request_id(send: Send) -> Send:
 
 def create_app(config: Config) -> MeterwayApp:
     pricer = EventPricer.from_config(config)
-    sink = DuckDBSink(config.storage.path)
+    storage = config.storage
+    sink = DuckDBSink(storage.path, retention_days=storage.retention_days)
     writer = EventWriter(
-        sink, config.storage.spool, config.storage.flush_interval_ms / 1000, fsync=config.storage.fsync
-    )
-    default_client = _client(None)
-    clients: dict[str, httpx.AsyncClient] = {}
+        sink, storage.spool, storage.flush_interval_ms / 1000, fsync=storage.fsync,
+        fsync_interval=storage.fsync_interval_ms / 1000 if storage.fsync_interval_ms else None,
+        max_pending=storage.max_pending_events,
+    )  # fmt: skip
+    default_upstream = AiohttpUpstream()
+    upstreams: dict[str, Upstream] = {}
     for name, provider in config.providers.items():
         make_transport = getattr(KINDS[provider.kind], "transport", None)
-        if make_transport is not None:
-            clients[name] = _client(make_transport())
+        if make_transport is not None:  # a kind with its own httpx transport, e.g. the demo upstream
+            upstreams[name] = HttpxUpstream(make_transport())
+
+    metrics = MetricsExporter.build(
+        config.raw.get("metrics"), currency=config.pricing.reporting_currency, writer_stats=writer.stats
+    )
+    record_metrics = metrics.recorder.record
 
     def submit(event: UsageEvent) -> None:
         writer.submit(event)
+        try:
+            record_metrics(event)
+        except Exception:  # metrics must never fail a request
+            log.exception("recording metrics for %s failed", event.request_id)
 
     proxy = Proxy(
         router=ModelRouter(config.models, config.providers),
@@ -107,12 +124,18 @@ def create_app(config: Config) -> MeterwayApp:
         attribution=AttributionReader(config.attribution),
         pricer=pricer,
         submit=submit,
-        clients=clients,
-        default_client=default_client,
+        upstreams=upstreams,
+        default_upstream=default_upstream,
         max_body_bytes=config.server.max_body_bytes,
     )
-    gateway = Gateway(config, pricer, writer, sink, proxy, [default_client, *clients.values()], _admin_key(config))
-    control = Starlette(routes=_control_routes(), lifespan=_lifespan(gateway))
+    gateway = Gateway(
+        config, pricer, writer, sink, proxy, [default_upstream, *upstreams.values()], _admin_key(config), metrics
+    )
+    storage_api = StorageAPI(sink, writer, pricer, {name: p.pricing_provider for name, p in config.providers.items()})
+    control = Starlette(
+        routes=[*_control_routes(), metrics.route(), *storage_api.routes()], lifespan=_lifespan(gateway),
+        middleware=[Middleware(AdminGuard, key=gateway.admin_key)],
+    )  # fmt: skip
     control.state.gateway = gateway
     control.add_exception_handler(404, _not_found)
     control.add_exception_handler(405, _not_found)
@@ -125,28 +148,23 @@ def _admin_key(config: Config) -> str | None:
     return os.environ.get(name) or None if isinstance(name, str) else None
 
 
-def _client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-    if transport is None:
-        from gateway.transport import AiohttpTransport
-
-        transport = AiohttpTransport()
-    return httpx.AsyncClient(transport=transport, timeout=None, follow_redirects=False)
-
-
 def _lifespan(gateway: Gateway) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.writer.start()
-        asyncio.get_running_loop().run_in_executor(None, encoder)  # warm the tokenizer off the request path
+        if gateway.metrics is not None:
+            await gateway.metrics.start()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, gateway.pricer.reload)
         try:
             yield
         finally:
-            for client in gateway.clients:
-                await client.aclose()
+            for upstream in gateway.upstreams:
+                await upstream.close()
             await gateway.writer.stop()
+            if gateway.metrics is not None:
+                await gateway.metrics.stop()
             log.info("event writer flushed: %d events stored", gateway.writer.stats.loaded)
 
     return lifespan
@@ -163,7 +181,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     gw = _gateway(request)
-    checks = {"price_book": gw.pricer.loaded(), "storage": gw.sink.writable()}
+    checks = {"price_book": gw.pricer.loaded(), "storage": gw.sink.writable() and not gw.writer.degraded}
     return JSONResponse(
         {"ready": all(checks.values()), "checks": checks}, status_code=200 if all(checks.values()) else 503
     )

@@ -42,7 +42,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
-    return serve(config, workers=args.workers)
+    from storage.duckdb_sink import StorageError
+
+    try:
+        return serve(config, workers=args.workers)
+    except StorageError as exc:  # a locked or too new DuckDB file: one clear line, no traceback
+        print(f"storage error: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -73,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pricing import cli as pricing_cli
 
     pricing_cli.register(sub)
+
+    from storage import cli as storage_cli
+
+    storage_cli.register(sub)
     return parser
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from gateway.providers.base import ProviderConfig
+from metrics.config import parse_metrics_config
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECTIONS = {
@@ -50,6 +51,9 @@ class StorageConfig:
     journal_dir: Path | None = None  # default: <path>.journal
     flush_interval_ms: int = 200
     fsync: str = "interval"  # interval | always | never
+    fsync_interval_ms: int | None = None  # default: flush_interval_ms
+    max_pending_events: int = 1_000_000  # journaled but not stored; beyond it the writer reports degraded
+    retention_days: int | None = None  # raw events older than this are dropped; rollups stay
 
     @property
     def spool(self) -> Path:
@@ -146,6 +150,7 @@ def parse_config(doc: dict[str, Any], env: dict[str, str], problems: list[str], 
     cfg.providers = _providers(_section(doc, "providers", problems), env, problems)
     cfg.models = _models(doc.get("models"), cfg.providers, problems)
     cfg.discounts = _discounts(_section(doc, "tenants", problems), problems)
+    parse_metrics_config(doc.get("metrics"), problems)
     return cfg
 
 
@@ -210,7 +215,8 @@ def _server(sec: dict[str, Any], problems: list[str]) -> ServerConfig:
 
 
 def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageConfig:
-    _check_keys("storage", sec, {"backend", "path", "journal_dir", "flush_interval_ms", "fsync"}, problems)
+    _check_keys("storage", sec, {"backend", "path", "journal_dir", "flush_interval_ms", "fsync", "fsync_interval_ms",
+                                 "max_pending_events", "retention_days"}, problems)  # fmt: skip
     out = StorageConfig(path=base / "data" / "meterway.duckdb")
     backend = sec.get("backend", "duckdb")
     if backend not in ("duckdb", "ducklake"):
@@ -228,6 +234,13 @@ def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageCon
             problems.append(f"storage.fsync: expected 'interval', 'always' or 'never', got {sec['fsync']!r}")
         else:
             out.fsync = sec["fsync"]
+    if "fsync_interval_ms" in sec:
+        out.fsync_interval_ms = _int("storage.fsync_interval_ms", sec["fsync_interval_ms"], problems, 1, 60_000)
+    if "max_pending_events" in sec:
+        n = _int("storage.max_pending_events", sec["max_pending_events"], problems, 1)
+        out.max_pending_events = n or out.max_pending_events
+    if sec.get("retention_days") is not None:
+        out.retention_days = _int("storage.retention_days", sec["retention_days"], problems, 1, 100_000)
     return out
 
 

@@ -62,8 +62,10 @@ def build_event(
     meter: Meter | None,
     outcome: Outcome,
     pricer: PricerLike,
+    report: MeterReport | None = None,
 ) -> UsageEvent:
-    report = meter.report() if meter is not None else MeterReport()
+    if report is None:
+        report = meter.report() if meter is not None else MeterReport()
     usage, source = decide_usage(kind, call, meter, report, outcome)
     model = report.model or call.model_upstream
     attr = outcome.attribution

@@ -12,6 +12,7 @@ into a cancellation of the exchange, which still records an event.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -19,15 +20,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import orjson
 
 from gateway.attribution import Attribution, AttributionReader
+from gateway.estimate import encoder
 from gateway.metering import Outcome, PricerLike, build_event
 from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig, ProviderKind
 from gateway.routing import ModelRouter
+from gateway.upstream import Upstream, UpstreamConnectError, UpstreamError, UpstreamResponse, UpstreamTimeout
 from storage.event import UsageEvent
 
+log = logging.getLogger("meterway.proxy")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -51,6 +54,7 @@ class Exchange:
     started: float
     done: bool = False
     disconnected: bool = False
+    responded: bool = False  # the response has started; an error can no longer be answered
 
 
 class Proxy:
@@ -63,8 +67,8 @@ class Proxy:
         attribution: AttributionReader,
         pricer: PricerLike,
         submit: Callable[[UsageEvent], None],
-        clients: dict[str, httpx.AsyncClient],
-        default_client: httpx.AsyncClient,
+        upstreams: dict[str, Upstream],
+        default_upstream: Upstream,
         max_body_bytes: int,
     ) -> None:
         self.router = router
@@ -73,8 +77,8 @@ class Proxy:
         self.attribution = attribution
         self.pricer = pricer
         self.submit = submit
-        self.clients = clients
-        self.default_client = default_client
+        self.upstreams = upstreams
+        self.default_upstream = default_upstream
         self.max_body_bytes = max_body_bytes
         self._drop_request = _HOP_BY_HOP | attribution.header_names
         self._openai = kinds["openai"]
@@ -101,6 +105,10 @@ class Proxy:
             await self._forward(ex, scope, receive, send, call, attr, raw, api)
         except GatewayError as err:
             await self._answer_error(ex, send, api, call, attr, err)
+        except Exception as exc:  # a bug must still answer in the API's format and leave its event
+            log.exception("request %s failed inside the gateway", ex.request_id)
+            failure = GatewayError(500, "internal_error", f"the gateway failed: {type(exc).__name__}", "internal_error")
+            await self._answer_error(ex, send, api, call, attr, failure)
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -155,33 +163,36 @@ class Proxy:
         headers.append(("accept-encoding", "identity"))
         query = scope.get("query_string", b"").decode("latin-1")
         up = kind.upstream_request(call, scope["method"], query, headers, raw)
-        client = self.clients.get(provider.name, self.default_client)
-        timeout = httpx.Timeout(provider.timeout, connect=min(10.0, provider.timeout))
-        request = client.build_request(up.method, up.url, headers=up.headers, content=up.body, timeout=timeout)
+        upstream = self.upstreams.get(provider.name, self.default_upstream)
         outcome = Outcome(status=502, attribution=attr)
         task = asyncio.current_task()
         watcher = asyncio.ensure_future(_watch_disconnect(receive, ex, task))
         meter: Meter | None = None
         try:
             try:
-                response = await client.send(request, stream=True)
-            except httpx.TimeoutException:
+                response = await upstream.send(up.method, up.url, up.headers, up.body, provider.timeout)
+            except UpstreamTimeout:
                 outcome.reached_upstream = True
                 raise GatewayError(
                     504, "upstream_timeout", f"provider {provider.name!r} did not answer within {provider.timeout:g}s",
                     "timeout",
                 ) from None  # fmt: skip
-            except httpx.HTTPError as exc:
+            except UpstreamConnectError as exc:
                 raise GatewayError(
                     502, "upstream_unreachable", f"cannot reach provider {provider.name!r}: {exc}", "upstream_error"
                 ) from None
+            except UpstreamError as exc:
+                outcome.reached_upstream = True
+                raise GatewayError(
+                    502, "upstream_error", f"provider {provider.name!r} failed: {exc}", "upstream_error"
+                ) from None
             outcome.reached_upstream = True
-            outcome.status = response.status_code
-            ctype = response.headers.get("content-type", "")
-            meter = kind.new_meter(call, response.status_code, ctype)
-            out_headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _DROP_RESPONSE]
+            outcome.status = response.status
+            ctype = response.content_type
+            meter = kind.new_meter(call, response.status, ctype)
+            out_headers = [(k, v) for k, v in response.raw_headers if k.lower() not in _DROP_RESPONSE]
             out_headers.append((b"x-meterway-request-id", ex.request_id.encode()))
-            if response.status_code < 400 and (call.stream or ctype.startswith(_STREAM_TYPES)):
+            if response.status < 400 and (call.stream or ctype.startswith(_STREAM_TYPES)):
                 call.stream = True  # what the response is, whatever the request said
                 await self._relay_stream(ex, send, response, meter, out_headers, outcome, call, kind)
             else:
@@ -192,12 +203,14 @@ class Proxy:
             task.uncancel()
             outcome.error_type, outcome.error_message = "client_disconnect", "client disconnected"
             outcome.status = 499 if outcome.status >= 400 or meter is None else outcome.status
-            self._record(ex, call, kind, meter, outcome)
+            await self._record(ex, call, kind, meter, outcome)
         except GatewayError as err:
             outcome.status, outcome.error_type, outcome.error_message = err.status, err.error_type, err.message
-            self._record(ex, call, kind, meter, outcome)
+            await self._record(ex, call, kind, meter, outcome)
             ex.done = True
-            await send_json(send, err.status, api.error_body(err.status, err.code, err.message), ex.request_id)
+            if not ex.responded:
+                ex.responded = True
+                await send_json(send, err.status, api.error_body(err.status, err.code, err.message), ex.request_id)
         finally:
             ex.done = True
             watcher.cancel()
@@ -206,34 +219,35 @@ class Proxy:
         self,
         ex: Exchange,
         send: Send,
-        response: httpx.Response,
+        response: UpstreamResponse,
         meter: Meter,
         headers: list[tuple[bytes, bytes]],
         outcome: Outcome,
         call: Call,
         kind: ProviderKind,
     ) -> None:
-        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        ex.responded = True
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.iter_chunks():
                 data = meter.feed(chunk)
                 if data:
                     if outcome.ttft_ms is None:
                         outcome.ttft_ms = (time.perf_counter() - ex.started) * 1000
                     await send({"type": "http.response.body", "body": data, "more_body": True})
             tail = meter.finish()
-        except httpx.ReadTimeout as exc:
+        except UpstreamTimeout as exc:
             tail = meter.finish()
             outcome.error_type, outcome.error_message = "timeout", str(exc)
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             tail = meter.finish()
             outcome.error_type, outcome.error_message = "stream_error", f"upstream stream broke: {exc}"
         finally:
-            await response.aclose()
+            await response.close()
         report = meter.report()
         if outcome.error_type is None and report.error:
             outcome.error_type, outcome.error_message = "upstream_error", report.error[:1000]
-        self._record(ex, call, kind, meter, outcome)
+        await self._record(ex, call, kind, meter, outcome)
         ex.done = True
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
@@ -241,7 +255,7 @@ class Proxy:
         self,
         ex: Exchange,
         send: Send,
-        response: httpx.Response,
+        response: UpstreamResponse,
         meter: Meter,
         headers: list[tuple[bytes, bytes]],
         outcome: Outcome,
@@ -249,36 +263,39 @@ class Proxy:
         kind: ProviderKind,
     ) -> None:
         try:
-            body = await response.aread()
-        except httpx.ReadTimeout:
+            body = await response.read()
+        except UpstreamTimeout:
             raise GatewayError(
                 504, "upstream_timeout", f"provider {call.provider.name!r} stopped answering", "timeout"
             ) from None
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             raise GatewayError(502, "upstream_error", f"provider {call.provider.name!r} failed: {exc}") from None
         finally:
-            await response.aclose()
+            await response.close()
         body = meter.feed(body) + meter.finish()
         report = meter.report()
-        if response.status_code >= 400:
+        if response.status >= 400:
             body = _scrub(body, call.provider)
             outcome.error_type = "upstream_error"
             outcome.error_message = _error_text(body)
         elif report.error:
             outcome.error_type, outcome.error_message = "upstream_error", report.error[:1000]
-        event = self._record(ex, call, kind, meter, outcome)
+        event = await self._record(ex, call, kind, meter, outcome)
         headers.append((b"content-length", str(len(body)).encode()))
         if event.cost_reporting is not None:
             headers.append((b"x-meterway-cost", _decimal_text(event.cost_reporting).encode()))
-        ex.done = True
-        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        ex.done = ex.responded = True
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
-    def _record(
+    async def _record(
         self, ex: Exchange, call: Call, kind: ProviderKind, meter: Meter | None, outcome: Outcome
     ) -> UsageEvent:
         outcome.duration_ms = (time.perf_counter() - ex.started) * 1000
-        event = build_event(ex.request_id, ex.ts, call, kind, meter, outcome, self.pricer)
+        report = meter.report() if meter is not None else None
+        if report is not None and report.usage is None and outcome.reached_upstream:
+            await asyncio.to_thread(encoder)  # the tokenizer loads once, off the loop, only when first needed
+        event = build_event(ex.request_id, ex.ts, call, kind, meter, outcome, self.pricer, report)
         self.submit(event)
         return event
 
@@ -305,7 +322,8 @@ class Proxy:
             event.provider, event.endpoint = call.provider.name, call.endpoint
             event.model_requested, event.model, event.stream = call.model_requested, call.model_upstream, call.stream
         self.submit(event)
-        if err.status != 499:
+        if err.status != 499 and not ex.responded:
+            ex.responded = True
             await send_json(send, err.status, api.error_body(err.status, err.code, err.message), ex.request_id)
 
 

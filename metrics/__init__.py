@@ -1,0 +1,1 @@
+"""Prometheus metrics: definitions (what is exported), recorder (event -> metrics), exporter (/metrics)."""

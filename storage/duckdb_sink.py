@@ -1,31 +1,59 @@
-"""DuckDB sink: the `llm_usage_events` table and bulk loading of journal segments into it.
+"""DuckDB sink: the `llm_usage_events` table, its rollups, and bulk loading of journal segments.
 
 Segments are newline-delimited JSON written by the writer; DuckDB parses them itself
 (`read_json`), so loading a batch costs the event loop nothing and holds the GIL only briefly.
-`INSERT OR IGNORE` on the `request_id` primary key makes every load idempotent: a segment
-replayed after a crash never counts an event twice.
+A load is one transaction: the segment is staged, the events whose request_id is not stored yet
+are inserted, and exactly those are added to the rollups. A segment replayed after a crash thus
+neither duplicates a row nor counts an event twice in a rollup.
+
+Finding the new events compares the batch with stored events of the same time window (cheap:
+DuckDB skips row groups by their min/max `ts`). An id stored with a different `ts` (possible only
+for ingested usage) makes the insert hit the primary key; the batch is then redone comparing with
+every stored event.
+
+Readers (the admin API, reports) get their own cursor, so a long report never holds up a load.
+`maintain()` is called by the writer between loads and applies `retention_days`: raw events older
+than that are deleted, rollups keep them, and the cut-off is remembered as the `watermark`. Events
+older than the watermark are not loaded any more (their raw rows may be gone, so whether they are
+already counted can no longer be told); the ingest paths reject them with a clear message.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import tempfile
 import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
-from storage.event import COLUMNS
+from storage import rollups
+from storage.event import COLUMNS, UsageEvent
+from storage.schema import CURRENT_VERSION, EVENTS, META, SchemaError, migrate
 
-TABLE = "llm_usage_events"
-SCHEMA_VERSION = 1
+log = logging.getLogger("meterway.storage")
+
+TABLE = EVENTS
+SCHEMA_VERSION = CURRENT_VERSION
+RETENTION_EVERY = 3600.0  # seconds between retention passes
+T = TypeVar("T")
 
 
-def create_table_sql() -> str:
-    cols = ",\n  ".join(f"{name} {kind}" for name, kind in COLUMNS)
-    return f"CREATE TABLE IF NOT EXISTS {TABLE} (\n  {cols}\n)"
+class StorageError(Exception):
+    """The store cannot be opened or used; the message is meant for the operator as is."""
 
 
-def _json_columns() -> str:
+class StorageLocked(StorageError):
+    """Another process has the DuckDB file open for writing."""
+
+
+def json_columns() -> str:
     parts = []
     for name, kind in COLUMNS:
         kind = kind.replace(" PRIMARY KEY", "")
@@ -33,33 +61,152 @@ def _json_columns() -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-class DuckDBSink:
-    """Owns the DuckDB file. Thread-safe: loads and queries are serialized by a lock."""
+def open_duckdb(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Connect, turning DuckDB's lock error into a StorageLocked that says what to do."""
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            holder = str(exc).split("(PID", 1)[1].split(")", 1)[0].strip() if "(PID" in str(exc) else "another"
+            raise StorageLocked(
+                f"{path} is in use by another process (PID {holder}), probably a running gateway: DuckDB allows "
+                "one writer per file"
+            ) from None
+        raise StorageError(f"cannot open {path}: {exc}") from None
+    con.execute("SET TimeZone = 'UTC'")
+    return con
 
-    def __init__(self, path: Path) -> None:
+
+class DuckDBSink:
+    """Owns the DuckDB file. Thread-safe: loads and writes are serialized by a lock."""
+
+    def __init__(self, path: Path, retention_days: int | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._con = duckdb.connect(str(path))
+        self.retention_days = retention_days
+        self._con = open_duckdb(path)
+        try:
+            self.upgraded_from = migrate(self._con, path)
+        except SchemaError as exc:
+            self._con.close()
+            raise StorageError(str(exc)) from None
         self._lock = threading.Lock()
-        self._con.execute(create_table_sql())
-        self._con.execute("CREATE TABLE IF NOT EXISTS meterway_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        self._con.execute("INSERT OR IGNORE INTO meterway_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-        names = ", ".join(name for name, _ in COLUMNS)
-        self._load_sql = (
-            f"INSERT OR IGNORE INTO {TABLE} ({names}) SELECT {names} FROM read_json(?, "
-            f"format='newline_delimited', ignore_errors=true, columns={_json_columns()}) "
-            "WHERE request_id IS NOT NULL"
+        self._reader_lock = threading.Lock()
+        self._readers = self._con.cursor()
+        self._last_maintenance: float | None = None
+        self._names = ", ".join(name for name, _ in COLUMNS)
+        self._stage_sql = (
+            f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT DISTINCT ON (request_id) {self._names} FROM read_json(?, "
+            f"format='newline_delimited', ignore_errors=true, columns={json_columns()}) "
+            "WHERE request_id IS NOT NULL AND ts IS NOT NULL AND ts >= ?"
         )
+        row = self._con.execute(f"SELECT value FROM {META} WHERE key = 'retention_watermark'").fetchone()
+        self.watermark: datetime | None = datetime.fromisoformat(row[0]) if row else None
+
+    # -- loading ---------------------------------------------------------------------------------
 
     def load_segment(self, segment: Path) -> int:
-        """Insert a journal segment's events; returns how many were new."""
+        """Insert a journal segment's events and add the new ones to the rollups; returns how many were new."""
         with self._lock:
-            row = self._con.execute(self._load_sql, [str(segment)]).fetchone()
+            try:
+                return self._load(segment, windowed=True)
+            except duckdb.ConstraintException:
+                return self._load(segment, windowed=False)
+
+    def load_events(self, events: Iterable[UsageEvent]) -> int:
+        """Store events directly (as one segment); returns how many were new."""
+        fd, name = tempfile.mkstemp(prefix="meterway-", suffix=".jsonl", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for event in events:
+                    out.write(event.to_json() + b"\n")
+            return self.load_segment(Path(name))
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+
+    def _load(self, segment: Path, *, windowed: bool) -> int:
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(self._stage_sql, [str(segment), self.watermark or datetime.min.replace(tzinfo=UTC)])
+            stored = f"(SELECT request_id FROM {TABLE}"
+            if windowed:
+                stored += " WHERE ts BETWEEN (SELECT min(ts) FROM _stage) AND (SELECT max(ts) FROM _stage)"
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _new AS SELECT * FROM _stage ANTI JOIN {stored}) s USING (request_id)"
+            )
+            row = con.execute("SELECT count(*) FROM _new").fetchone()
+            if row and row[0]:
+                con.execute(f"INSERT INTO {TABLE} ({self._names}) SELECT {self._names} FROM _new")
+                rollups.apply(con, "_new")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.execute("DROP TABLE IF EXISTS _stage; DROP TABLE IF EXISTS _new")
         return int(row[0]) if row else 0
 
-    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    # -- writes other than loads -----------------------------------------------------------------
+
+    def transaction(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run `work` in one write transaction, serialized with loads."""
         with self._lock:
-            return self._con.execute(sql, params or []).fetchall()
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                result = work(con)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+            return result
+
+    def apply_retention(self, now: datetime | None = None) -> int:
+        """Drop raw events older than `retention_days`; rollups keep them. Returns how many were dropped."""
+        if not self.retention_days:
+            return 0
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=self.retention_days)
+        if self.watermark is not None and cutoff <= self.watermark:
+            cutoff = self.watermark
+
+        def drop(con: duckdb.DuckDBPyConnection) -> int:
+            row = con.execute(f"DELETE FROM {TABLE} WHERE ts < ?", [cutoff]).fetchone()
+            con.execute(f"DELETE FROM {META} WHERE key = 'retention_watermark'")
+            con.execute(f"INSERT INTO {META} VALUES ('retention_watermark', ?)", [cutoff.isoformat()])
+            return int(row[0]) if row else 0
+
+        dropped = self.transaction(drop)
+        self.watermark = cutoff
+        if dropped:
+            log.info("retention: dropped %d raw events older than %s (rollups keep them)", dropped, cutoff.date())
+        return dropped
+
+    def maintain(self) -> None:
+        """Periodic housekeeping, called by the writer between loads; cheap when nothing is due."""
+        last = self._last_maintenance
+        if not self.retention_days or (last is not None and time.monotonic() - last < RETENTION_EVERY):
+            return
+        self._last_maintenance = time.monotonic()
+        self.apply_retention()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own for reading; it sees committed data and never blocks loads."""
+        with self._reader_lock:
+            cur = self._readers.cursor()
+        try:
+            cur.execute("SET TimeZone = 'UTC'")
+            yield cur
+        finally:
+            cur.close()
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.reader() as cur:
+            return cur.execute(sql, params or []).fetchall()
 
     def writable(self) -> bool:
         try:
@@ -70,4 +217,6 @@ class DuckDBSink:
 
     def close(self) -> None:
         with self._lock:
+            with self._reader_lock:
+                self._readers.close()
             self._con.close()

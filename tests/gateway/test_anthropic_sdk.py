@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import anthropic
@@ -14,6 +14,7 @@ from tests.support.upstream import Upstream
 
 KEY = "sk-ant-upstream-0123456789"
 # The SDK warns about retired model names; the recorded transcripts use them.
+Sdk = Callable[[str], anthropic.Anthropic]
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 
 
@@ -32,12 +33,22 @@ def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     live.stop()
 
 
-def sdk(gw: LiveGateway, provider: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=f"{gw.url}/{provider}", api_key="sk-ant-client", max_retries=0)
+@pytest.fixture
+def sdk(gw: LiveGateway) -> Iterator[Callable[[str], anthropic.Anthropic]]:
+    """A client per provider route; all closed after the test, so no connection outlives it."""
+    clients: list[anthropic.Anthropic] = []
+
+    def make(provider: str) -> anthropic.Anthropic:
+        clients.append(anthropic.Anthropic(base_url=f"{gw.url}/{provider}", api_key="sk-ant-client", max_retries=0))
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        client.close()
 
 
-def test_messages_with_cache_read_and_write(gw: LiveGateway, upstream: Upstream) -> None:
-    raw = sdk(gw, "anthropic").messages.with_raw_response.create(
+def test_messages_with_cache_read_and_write(gw: LiveGateway, upstream: Upstream, sdk: Sdk) -> None:
+    raw = sdk("anthropic").messages.with_raw_response.create(
         model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "Explain Python"}],
         metadata={"user_id": "user-42"}, extra_headers={"X-Tenant-Id": "acme"},
     )  # fmt: skip
@@ -54,8 +65,8 @@ def test_messages_with_cache_read_and_write(gw: LiveGateway, upstream: Upstream)
     assert Decimal(raw.headers["x-meterway-cost"]) == event["cost_reporting"]
 
 
-def test_streamed_thinking_message(gw: LiveGateway) -> None:
-    with sdk(gw, "anthropic-stream").messages.stream(
+def test_streamed_thinking_message(gw: LiveGateway, sdk: Sdk) -> None:
+    with sdk("anthropic-stream").messages.stream(
         model="claude-sonnet-4-0", max_tokens=2048, messages=[{"role": "user", "content": "Think, then answer"}],
         thinking={"type": "enabled", "budget_tokens": 1024},
     ) as stream:  # fmt: skip
@@ -68,9 +79,9 @@ def test_streamed_thinking_message(gw: LiveGateway) -> None:
     assert event["stream"] is True and event["pricing_status"] == "priced"
 
 
-def test_upstream_error_reaches_the_sdk_in_anthropic_format(gw: LiveGateway) -> None:
+def test_upstream_error_reaches_the_sdk_in_anthropic_format(gw: LiveGateway, sdk: Sdk) -> None:
     with pytest.raises(anthropic.BadRequestError) as info:
-        sdk(gw, "anthropic-bad").messages.create(
+        sdk("anthropic-bad").messages.create(
             model="claude-opus-4-6", max_tokens=16, messages=[{"role": "user", "content": "x"}]
         )
     event = gw.event(info.value.response.headers["x-meterway-request-id"])

@@ -93,3 +93,8 @@ def test_cli_rejects_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
     assert missing.returncode == 2 and "cannot read config file" in missing.stderr
+
+
+def test_a_bad_metrics_section_is_a_config_problem(tmp_path: Path) -> None:
+    found = problems(tmp_path, "metrics: {tenant_label: {mode: everything}}\n")
+    assert any(p.startswith(f"{tmp_path / 'c.yaml'}: metrics.tenant_label") for p in found), found

@@ -44,8 +44,9 @@ def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture
-def client(gw: LiveGateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key="sk-client-key", max_retries=0)
+def client(gw: LiveGateway) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{gw.url}/v1", api_key="sk-client-key", max_retries=0) as sdk:
+        yield sdk
 
 
 def post(gw: LiveGateway, path: str, body: object, **headers: str) -> httpx.Response:
@@ -251,3 +252,17 @@ def test_written_events_survive_in_the_duckdb_file(gw: LiveGateway, tmp_path: Pa
     r = post(gw, "/v1/chat/completions", CHAT)
     gw.event(r.headers["x-meterway-request-id"])
     assert gw.config.storage.path.exists()
+
+
+def test_a_failure_inside_the_gateway_still_answers_and_records(
+    gw: LiveGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("pricing exploded")
+
+    monkeypatch.setattr(gw.app.gateway.proxy.pricer, "price_event", broken)
+    r = post(gw, "/v1/chat/completions", CHAT)
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    monkeypatch.undo()
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert event["error_type"] == "internal_error" and event["provider"] == "chat"

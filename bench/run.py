@@ -1,0 +1,231 @@
+"""`make bench`: Meterway against a bare pass-through on the same stack, in one run, on this machine.
+
+Starts an nginx fake upstream, the bare pass-through (bench/floor.py) and Meterway (full metering,
+pricing and event writing to DuckDB), then drives each with wrk for JSON and SSE at several
+concurrency levels, targets interleaved. Prints req/s, p50/p99 latency, CPU microseconds per
+request and RSS for each, and Meterway's ratio to the bare proxy. Needs `nginx` and `wrk`
+(Debian packages). Everything listens on 127.0.0.1; every load run is bounded by wrk's -d.
+
+    python -m bench.run [--conc 1,16,64] [--duration 10] [--warmup 2] [--modes json,stream] [--rounds 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+from bench.upstream import NginxUpstream
+
+REPO = Path(__file__).resolve().parent.parent
+UPSTREAM_PORT, FLOOR_PORT, METERWAY_PORT = 18100, 18101, 18102
+MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello."}]
+BODY = {"model": "gpt-4o-mini", "max_tokens": 32, "temperature": 0, "messages": MESSAGES}
+LUA = """wrk.method = "POST"
+wrk.body = [[%s]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Tenant-Id"] = "bench"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests":%%d,"errors":%%d,"non2xx":%%d,"p50":%%d,"p99":%%d,"us":%%d}\\n',
+    summary.requests, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99), summary.duration))
+end
+"""
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    paths: dict[str, str]  # mode -> request path
+    cmd: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, mode: str) -> str:
+        return f"http://127.0.0.1:{self.port}{self.paths[mode]}"
+
+
+def body_for(mode: str) -> dict[str, object]:
+    if mode == "stream":
+        return {**BODY, "model": "gpt-4o-mini-stream", "stream": True, "stream_options": {"include_usage": True}}
+    return BODY
+
+
+def meterway_config(tmp: Path) -> Path:
+    doc = {
+        "server": {"host": "127.0.0.1", "port": METERWAY_PORT},
+        "storage": {"path": str(tmp / "bench.duckdb")},
+        "providers": {
+            "json": {"kind": "openai", "base_url": f"http://127.0.0.1:{UPSTREAM_PORT}/json/v1", "price_as": "openai"},
+            "stream": {
+                "kind": "openai",
+                "base_url": f"http://127.0.0.1:{UPSTREAM_PORT}/stream/v1",
+                "price_as": "openai",
+            },
+        },
+        "models": [
+            {"name": "gpt-4o-mini", "provider": "json"},
+            {"name": "gpt-4o-mini-stream", "provider": "stream", "model": "gpt-4o-mini"},
+        ],
+    }
+    path = tmp / "bench.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def start(target: Target, log: Path) -> None:
+    if target.cmd is None:
+        return
+    with log.open("wb") as out:
+        target.proc = subprocess.Popen(target.cmd, cwd=REPO, env={**os.environ, **target.env}, stdout=out,
+                                       stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(target.url("json"), json=BODY, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{target.name} did not become ready; see {log}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wrk(url: str, script: Path, conc: int, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{conc}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    line = next(x for x in out.stdout.splitlines() if x.startswith("{"))
+    result: dict[str, float] = json.loads(line)
+    return result
+
+
+def measure(
+    target: Target, mode: str, conc: int, args: argparse.Namespace, scripts: dict[str, Path]
+) -> dict[str, float]:
+    wrk(target.url(mode), scripts[mode], conc, args.warmup)
+    pid = target.proc.pid if target.proc else None
+    before = cpu_seconds(pid) if pid else 0.0
+    res = wrk(target.url(mode), scripts[mode], conc, args.duration)
+    used = (cpu_seconds(pid) - before) if pid else 0.0
+    seconds = res["us"] / 1e6
+    return {
+        "rps": res["requests"] / seconds,
+        "p50_ms": res["p50"] / 1000,
+        "p99_ms": res["p99"] / 1000,
+        "errors": res["errors"] + res["non2xx"],
+        "cpu_us": used * 1e6 / res["requests"] if res["requests"] and pid else 0.0,
+        "rss_mib": rss_mib(pid) if pid else 0.0,
+    }
+
+
+def report(results: dict[str, dict[str, float]], names: list[str], modes: list[str], concs: list[int]) -> str:
+    lines = [f"{'mode':6} {'c':>3} {'target':10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu us/req':>10} "
+             f"{'RSS MiB':>8} {'vs floor':>8} {'err':>4}"]  # fmt: skip
+    for mode in modes:
+        for conc in concs:
+            floor = results.get(f"floor/{mode}/{conc}")
+            for name in names:
+                r = results.get(f"{name}/{mode}/{conc}")
+                if r is None:
+                    continue
+                ratio = f"{r['rps'] / floor['rps']:.2f}x" if floor and name != "floor" else ""
+                lines.append(f"{mode:6} {conc:>3} {name:10} {r['rps']:>8.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
+                             f"{r['cpu_us']:>10.0f} {r['rss_mib']:>8.1f} {ratio:>8} {r['errors']:>4.0f}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench.run", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--conc", default="1,16,64")
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--modes", default="json,stream")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--targets", default="direct,floor,meterway")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        raise SystemExit("the benchmark needs nginx and wrk: apt-get install nginx wrk")
+    concs, modes = [int(c) for c in args.conc.split(",")], args.modes.split(",")
+    tmp = Path(tempfile.mkdtemp(prefix="meterway-bench-"))
+    bin_dir = Path(sys.executable).parent
+    uvicorn_args = ["--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                    "--log-level", "warning"]  # fmt: skip
+    raw_paths = {"json": "/json/v1/chat/completions", "stream": "/stream/v1/chat/completions"}
+    routed = {"json": "/v1/chat/completions", "stream": "/v1/chat/completions"}
+    floor_cmd = [str(bin_dir / "uvicorn"), "bench.floor:app", "--port", str(FLOOR_PORT), *uvicorn_args]
+    meterway_cmd = [str(bin_dir / "meterway"), "serve", "--config", str(meterway_config(tmp))]
+    all_targets = {
+        "direct": Target("direct", UPSTREAM_PORT, raw_paths),
+        "floor": Target(
+            "floor", FLOOR_PORT, raw_paths, floor_cmd, {"FLOOR_UPSTREAM": f"http://127.0.0.1:{UPSTREAM_PORT}"}
+        ),
+        "meterway": Target("meterway", METERWAY_PORT, routed, meterway_cmd),
+    }
+    names = [n for n in args.targets.split(",") if n in all_targets]
+    targets = [all_targets[n] for n in names]
+    scripts = {}
+    for mode in modes:
+        scripts[mode] = tmp / f"{mode}.lua"
+        scripts[mode].write_text(LUA % json.dumps(body_for(mode)))
+    upstream = NginxUpstream(tmp / "nginx", UPSTREAM_PORT)
+    upstream.start()
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for t in targets:
+            start(t, tmp / f"{t.name}.log")
+        cell = 0
+        for _ in range(args.rounds):
+            for mode in modes:
+                for conc in concs:
+                    order = targets[cell % len(targets) :] + targets[: cell % len(targets)]
+                    cell += 1
+                    for t in order:
+                        r = measure(t, mode, conc, args, scripts)
+                        key = f"{t.name}/{mode}/{conc}"
+                        results[key] = r if key not in results or r["rps"] > 0 else results[key]
+                        print(f"  {key}: {r['rps']:.0f} req/s", file=sys.stderr, flush=True)
+    finally:
+        for t in targets:
+            if t.proc is not None:
+                t.proc.terminate()
+                t.proc.wait(60)
+        upstream.stop()
+    text = report(results, names, modes, concs)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{stamp}.json").write_text(json.dumps(results, indent=2))
+    print(f"Meterway benchmark {stamp} on {os.cpu_count()} cores (duration {args.duration}s, warm-up {args.warmup}s)")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""Raw events out of DuckDB as CSV or Parquet, written by DuckDB's own COPY (no rows pass through Python)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from storage.event import COLUMN_NAMES
+from storage.schema import EVENTS
+from storage.timerange import TimeRange, iso
+
+FORMATS = {"csv": "(FORMAT csv, HEADER true)", "parquet": "(FORMAT parquet, COMPRESSION zstd)"}
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+
+
+def export_events(cur: duckdb.DuckDBPyConnection, rng: TimeRange, fmt: str, out: Path) -> int:
+    """Write the events of `rng` (oldest first) to `out`; returns how many were written."""
+    conds = [f"ts < TIMESTAMPTZ '{iso(rng.until)}'"]
+    if rng.since is not None:
+        conds.append(f"ts >= TIMESTAMPTZ '{iso(rng.since)}'")
+    target = str(out).replace("'", "''")
+    sql = (
+        f"COPY (SELECT {', '.join(COLUMN_NAMES)} FROM {EVENTS} WHERE {' AND '.join(conds)} ORDER BY ts, request_id) "
+        f"TO '{target}' {FORMATS[fmt]}"
+    )
+    row = cur.execute(sql).fetchone()
+    return int(row[0]) if row else 0

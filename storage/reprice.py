@@ -1,0 +1,136 @@
+"""Re-pricing stored events with the current price book, after a correction to it.
+
+Every event in the range is priced again exactly as the gateway prices a request (its provider's
+`price_as` name, the reported then the requested model, the tenant's discount, the event's own
+`ts`). Events whose price changed are rewritten in one transaction that also
+  - keeps their old costs, currency and price_id in `event_price_audit`, and
+  - takes their old costs out of the rollups and adds the new ones, so reports stay consistent.
+Events dropped by retention are no longer stored raw and keep their old prices in the rollups.
+The thinking mode of a request is not stored; it is taken as on when reasoning tokens were used.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+
+from gateway.usage import Usage
+from storage import rollups
+from storage.duckdb_sink import DuckDBSink
+from storage.event import COLUMNS, MONEY
+from storage.ingest import EventPricing
+from storage.schema import AUDIT, EVENTS
+from storage.tabular import decimal_text
+from storage.timerange import TimeRange, iso
+
+PRICE_COLUMNS = ("currency", *MONEY, "reporting_currency", "price_id", "pricing_status")
+_READ = ("request_id", "ts", "provider", "model", "model_requested", "tenant_id", "input_tokens", "cached_input_tokens",
+         "cache_write_tokens", "output_tokens", "reasoning_tokens", *PRICE_COLUMNS)  # fmt: skip
+_TYPES = dict(COLUMNS)
+
+
+@dataclass(slots=True)
+class RepriceResult:
+    since: datetime | None
+    until: datetime
+    examined: int = 0
+    changed: int = 0
+    dry_run: bool = False
+    examples: list[dict[str, Any]] = field(default_factory=list)  # a few changes, old and new
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "since": iso(self.since) if self.since else None, "until": iso(self.until), "examined": self.examined,
+            "changed": self.changed, "dry_run": self.dry_run, "examples": self.examples,
+        }  # fmt: skip
+
+
+def reprice(
+    sink: DuckDBSink,
+    pricer: EventPricing,
+    rng: TimeRange,
+    *,
+    price_as: Mapping[str, str] | None = None,
+    book_version: str | None = None,
+    dry_run: bool = False,
+) -> RepriceResult:
+    result = RepriceResult(rng.since, rng.until, dry_run=dry_run)
+    names = {name: i for i, name in enumerate(_READ)}
+    fd, changes = tempfile.mkstemp(prefix="meterway-reprice-", suffix=".jsonl", dir=sink.path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, sink.reader() as cur:
+            cond, params = "ts < ?", [rng.until]
+            if rng.since is not None:
+                cond, params = "ts >= ? AND ts < ?", [rng.since, rng.until]
+            cur.execute(f"SELECT {', '.join(_READ)} FROM {EVENTS} WHERE {cond} AND provider IS NOT NULL", params)
+            while rows := cur.fetchmany(10_000):
+                for row in rows:
+                    result.examined += 1
+                    new = _price(row, names, pricer, price_as or {})
+                    old = {c: row[names[c]] for c in PRICE_COLUMNS}
+                    if new == old:
+                        continue
+                    result.changed += 1
+                    if len(result.examples) < 5:
+                        result.examples.append({"request_id": row[0], "old": _plain(old), "new": _plain(new)})
+                    out.write(orjson.dumps({"request_id": row[0], **_plain(new)}) + b"\n")
+        if result.changed and not dry_run:
+            sink.transaction(lambda con: _rewrite(con, Path(changes), book_version))
+    finally:
+        os.unlink(changes)
+    return result
+
+
+def _price(
+    row: tuple[Any, ...], names: dict[str, int], pricer: EventPricing, price_as: Mapping[str, str]
+) -> dict[str, Any]:
+    usage = Usage(**{k: row[names[k]] or 0 for k in ("input_tokens", "cached_input_tokens", "cache_write_tokens",
+                                                     "output_tokens", "reasoning_tokens")})  # fmt: skip
+    provider = row[names["provider"]]
+    models = tuple(dict.fromkeys(m for m in (row[names["model"]], row[names["model_requested"]]) if m))
+    priced = pricer.price_event(
+        usage, provider=price_as.get(provider, provider), models=models or ("",), at=row[names["ts"]],
+        thinking=usage.reasoning_tokens > 0, tenant=row[names["tenant_id"]],
+    )  # fmt: skip
+    return {
+        "currency": priced.currency, "input_cost": priced.input_cost, "cached_input_cost": priced.cached_input_cost,
+        "cache_write_cost": priced.cache_write_cost, "output_cost": priced.output_cost,
+        "total_cost": priced.total_cost, "cost_reporting": priced.cost_reporting,
+        "reporting_currency": priced.reporting_currency or pricer.reporting_currency, "price_id": priced.price_id,
+        "pricing_status": priced.pricing_status,
+    }  # fmt: skip
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: decimal_text(v) if isinstance(v, Decimal) else v for k, v in values.items()}
+
+
+def _rewrite(con: duckdb.DuckDBPyConnection, changes: Path, book_version: str | None) -> None:
+    columns = "{'request_id': 'VARCHAR', " + ", ".join(f"'{c}': '{_TYPES[c]}'" for c in PRICE_COLUMNS) + "}"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _reprice AS SELECT * FROM read_json(?, format='newline_delimited', "
+        f"columns={columns})",
+        [str(changes)],
+    )
+    old = ", ".join(f"e.{c}" for c in ("price_id", "pricing_status", "currency", *MONEY, "reporting_currency"))
+    new = ", ".join(f"r.{c}" for c in ("price_id", "pricing_status", "currency", "total_cost", "cost_reporting",
+                                       "reporting_currency"))  # fmt: skip
+    joined = f"{EVENTS} e JOIN _reprice r USING (request_id)"
+    con.execute(
+        f"INSERT INTO {AUDIT} SELECT e.request_id, ?, ?, {old}, {new} FROM {joined}", [datetime.now(UTC), book_version]
+    )
+    touched = f"(SELECT e.* FROM {EVENTS} e SEMI JOIN _reprice r USING (request_id)) AS touched"
+    rollups.apply(con, touched, sign=-1)
+    sets = ", ".join(f"{c} = r.{c}" for c in PRICE_COLUMNS)
+    con.execute(f"UPDATE {EVENTS} SET {sets} FROM _reprice r WHERE {EVENTS}.request_id = r.request_id")
+    rollups.apply(con, touched, sign=1)
+    con.execute("DROP TABLE _reprice")

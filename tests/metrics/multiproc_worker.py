@@ -1,0 +1,35 @@
+"""One gateway worker in prometheus-client multiprocess mode, run as a subprocess by the tests.
+
+`python -m tests.metrics.multiproc_worker N` (with PROMETHEUS_MULTIPROC_DIR set) records N events
+and some writer stats through a `MetricsExporter`, then prints what its `/metrics` would serve.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from metrics.exporter import MetricsExporter
+from storage.event import UsageEvent
+from storage.writer import WriterStats
+
+
+def main(count: int) -> None:
+    stats = WriterStats()
+    exporter = MetricsExporter.build(None, currency="USD", writer_stats=stats)
+    assert exporter.multiproc is not None, "the worker must run in multiprocess mode"
+    for i in range(count):
+        event = UsageEvent(
+            f"r{i}", datetime.now(UTC), provider="demo", endpoint="chat.completions", model="gpt-4o-mini",
+            status_code=200, duration_ms=1200.0, tenant_id="acme", feature="chat", input_tokens=100,
+            output_tokens=10, usage_source="provider", pricing_status="priced", cost_reporting=Decimal("0.25"),
+        )  # fmt: skip
+        exporter.record(event)
+    stats.submitted, stats.pending, stats.dropped = count, 2, 1
+    exporter.sync()
+    sys.stdout.write(exporter.render()[0].decode())
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

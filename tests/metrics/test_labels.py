@@ -1,0 +1,80 @@
+"""Label folding keeps the series count bounded however many tenants, users or models show up."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from prometheus_client import CollectorRegistry
+
+from metrics.config import LabelPolicy, MetricsConfig
+from metrics.definitions import build_metrics
+from metrics.labels import MISSING, OTHER, LabelFolder
+from metrics.recorder import MetricsRecorder
+from storage.event import UsageEvent
+
+AT = datetime(2025, 10, 1, tzinfo=UTC)
+
+
+def test_top_n_keeps_the_first_n_names() -> None:
+    folder = LabelFolder(LabelPolicy("top_n", 2))
+    assert [folder.fold(v) for v in ("a", "b", "c", "a", "b", "c")] == ["a", "b", OTHER, "a", "b", OTHER]
+    assert folder.named == ("a", "b")
+
+
+def test_allow_list_and_missing_values() -> None:
+    folder = LabelFolder(LabelPolicy("allow_list", 0, ("chat", "search")))
+    assert [folder.fold(v) for v in ("chat", "search", "summarize", None, "")] == [
+        "chat", "search", OTHER, MISSING, MISSING,
+    ]  # fmt: skip
+
+
+def test_disabled_label_and_overlong_values() -> None:
+    assert LabelFolder(LabelPolicy("none", 0)).fold("acme") == ""
+    folder = LabelFolder(LabelPolicy("top_n", 5))
+    assert folder.fold("x" * 101) == OTHER
+    assert folder.named == ()
+
+
+def _event(i: int) -> UsageEvent:
+    return UsageEvent(
+        f"r{i}", AT, provider="openai", endpoint="chat.completions", model="gpt-4o-mini", status_code=200,
+        duration_ms=900.0, tenant_id=f"tenant-{i}", user_id=f"user-{i}", feature=f"feature-{i % 7}",
+        input_tokens=100, output_tokens=20, usage_source="provider", pricing_status="priced",
+        cost_reporting=Decimal("0.0001"),
+    )  # fmt: skip
+
+
+def _series(registry: CollectorRegistry) -> int:
+    return sum(len(family.samples) for family in registry.collect())
+
+
+def test_ten_thousand_tenants_keep_the_series_count_bounded() -> None:
+    config = MetricsConfig(tenant=LabelPolicy("top_n", 20), user=LabelPolicy("top_n", 5))
+    registry = CollectorRegistry()
+    recorder = MetricsRecorder(build_metrics(registry, attribution=("tenant", "feature", "user")), config, "USD")
+    for i in range(100):
+        recorder.record(_event(i))
+    after_100 = _series(registry)
+    for i in range(100, 10_000):
+        recorder.record(_event(i))
+
+    assert _series(registry) == after_100, "series stop growing once the top-N is full"
+    tenants = {s.labels["tenant"] for f in registry.collect() for s in f.samples if "tenant" in s.labels}
+    assert len(tenants) == 21 and OTHER in tenants
+    assert recorder.series_count <= 21 * 7 * 6
+    requests = [s for f in registry.collect() for s in f.samples if s.name == "meterway_requests_total"]
+    assert sum(s.value for s in requests) == 10_000, "folded traffic is counted, not lost"
+    assert sum(s.value for s in requests if s.labels["tenant"] == OTHER) == 10_000 - 20
+
+
+def test_client_chosen_models_and_endpoints_are_bounded_too() -> None:
+    config = MetricsConfig(model=LabelPolicy("top_n", 3), endpoint=LabelPolicy("top_n", 2))
+    registry = CollectorRegistry()
+    recorder = MetricsRecorder(build_metrics(registry), config, "USD")
+    for i in range(2_000):
+        event = _event(0)
+        event.model, event.endpoint = f"model-{i}", f"raw.path.{i}"
+        recorder.record(event)
+    models = {s.labels["model"] for f in registry.collect() for s in f.samples if "model" in s.labels}
+    assert models == {"model-0", "model-1", "model-2", OTHER}

@@ -1,0 +1,77 @@
+"""Building events, segments, small price books and stores for the storage tests."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from storage import rollups
+from storage.duckdb_sink import DuckDBSink
+from storage.event import UsageEvent
+
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+_ids = itertools.count()
+
+BOOK = """
+fx:
+  - {from: CNY, to: USD, rate: "0.14", effective_from: 2024-01-01}
+prices:
+  - {provider: acme, model: m1, currency: USD, effective_from: 2024-01-01, input: 1, output: 2}
+  - {provider: acme, model: m2, currency: CNY, effective_from: 2024-01-01, input: 10, output: 20}
+"""
+
+
+def write_book(folder: Path, text: str = BOOK) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "book.yaml").write_text(text)
+    return folder
+
+
+def event(**fields: Any) -> UsageEvent:
+    """A priced event with sensible defaults; any field may be overridden."""
+    n = next(_ids)
+    tokens_in = fields.pop("input_tokens", 100)
+    tokens_out = fields.pop("output_tokens", 20)
+    cost = fields.pop("total_cost", Decimal("0.000140"))
+    base: dict[str, Any] = {
+        "request_id": f"req-{n:08d}", "ts": T0 + timedelta(minutes=n % 5000), "provider": "acme", "model": "m1",
+        "model_requested": "m1", "endpoint": "chat.completions", "status_code": 200, "tenant_id": "t1",
+        "feature": "chat", "input_tokens": tokens_in, "output_tokens": tokens_out,
+        "total_tokens": tokens_in + tokens_out, "usage_source": "provider", "currency": "USD", "total_cost": cost,
+        "cost_reporting": cost, "reporting_currency": "USD", "price_id": "acme/m1@2024-01-01T00:00:00Z",
+        "pricing_status": "priced",
+    }  # fmt: skip
+    base.update(fields)
+    return UsageEvent(**base)
+
+
+def write_segment(path: Path, events: Iterable[UsageEvent]) -> Path:
+    with path.open("wb") as out:
+        for e in events:
+            out.write(e.to_json() + b"\n")
+    return path
+
+
+def rollup_mismatches(con: DuckDBSink | duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """For each rollup, how many rows differ from a recomputation over the raw events (0 everywhere = equal)."""
+    out = {}
+    for table in rollups.TABLES:
+        recomputed = rollups.aggregate_sql(table, "llm_usage_events")
+        sql = (
+            f"SELECT count(*) FROM ((SELECT * FROM {table} EXCEPT ALL {recomputed}) "
+            f"UNION ALL ({recomputed} EXCEPT ALL SELECT * FROM {table}))"
+        )
+        rows = con.query(sql) if isinstance(con, DuckDBSink) else con.execute(sql).fetchall()
+        out[table] = rows[0][0]
+    return out
+
+
+def count(sink: DuckDBSink, sql: str = "SELECT count(*) FROM llm_usage_events") -> int:
+    value: int = sink.query(sql)[0][0]
+    return value

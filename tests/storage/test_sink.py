@@ -1,0 +1,123 @@
+"""Loading journal segments: idempotent by request id, rollups updated with exactly the new events."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from storage.duckdb_sink import DuckDBSink
+from tests.storage.helpers import T0, count, event, rollup_mismatches, write_segment
+from tests.support.gateway import REPO
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> DuckDBSink:
+    s = DuckDBSink(tmp_path / "events.duckdb")
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def test_a_replayed_segment_adds_nothing(sink: DuckDBSink, tmp_path: Path) -> None:
+    segment = write_segment(tmp_path / "a.jsonl", [event() for _ in range(50)])
+    assert sink.load_segment(segment) == 50
+    before = sink.query("SELECT * FROM usage_rollup_hourly ORDER BY ALL")
+    assert sink.load_segment(segment) == 0
+    assert count(sink) == 50
+    assert sink.query("SELECT * FROM usage_rollup_hourly ORDER BY ALL") == before
+    assert rollup_mismatches(sink) == dict.fromkeys(rollup_mismatches(sink), 0)
+
+
+def test_overlapping_segments_count_each_event_once(sink: DuckDBSink, tmp_path: Path) -> None:
+    events = [event(tenant_id=f"t{i % 3}") for i in range(30)]
+    assert sink.load_segment(write_segment(tmp_path / "a.jsonl", events[:20])) == 20
+    assert sink.load_segment(write_segment(tmp_path / "b.jsonl", events[10:] + events[:5])) == 10
+    assert count(sink) == 30
+    assert sink.query("SELECT sum(requests) FROM usage_rollup_monthly")[0][0] == 30
+    assert set(rollup_mismatches(sink).values()) == {0}
+
+
+def test_a_duplicate_inside_one_segment_is_stored_once(sink: DuckDBSink, tmp_path: Path) -> None:
+    e = event()
+    assert sink.load_segment(write_segment(tmp_path / "a.jsonl", [e, e, event()])) == 2
+    assert set(rollup_mismatches(sink).values()) == {0}
+
+
+def test_a_stored_id_arriving_with_another_time_is_ignored_not_double_counted(sink: DuckDBSink, tmp_path: Path) -> None:
+    first = event(ts=T0)
+    sink.load_segment(write_segment(tmp_path / "a.jsonl", [first]))
+    again = event(request_id=first.request_id, ts=T0 + timedelta(days=40), input_tokens=999)
+    assert sink.load_segment(write_segment(tmp_path / "b.jsonl", [again, event(ts=T0 + timedelta(days=40))])) == 1
+    assert count(sink) == 2
+    assert sink.query("SELECT input_tokens FROM llm_usage_events WHERE request_id = ?", [first.request_id]) == [(100,)]
+    assert set(rollup_mismatches(sink).values()) == {0}
+
+
+def test_unattributed_and_unpriced_events_roll_up_under_empty_keys(sink: DuckDBSink, tmp_path: Path) -> None:
+    e = event(tenant_id=None, feature=None, currency=None, total_cost=None, cost_reporting=None,
+              pricing_status="unpriced")  # fmt: skip
+    sink.load_segment(write_segment(tmp_path / "a.jsonl", [e]))
+    row = sink.query("SELECT tenant_id, feature, currency, requests, unpriced, total_cost FROM usage_rollup_daily")
+    assert row == [("", "", "", 1, 1, 0)]
+
+
+def test_errors_are_counted(sink: DuckDBSink, tmp_path: Path) -> None:
+    events = [event(status_code=502, error_type="upstream_error"), event(status_code=200, error_type="stream_error"),
+              event(status_code=429), event()]  # fmt: skip
+    sink.load_segment(write_segment(tmp_path / "a.jsonl", events))
+    assert sink.query("SELECT sum(errors), sum(requests) FROM usage_rollup_monthly") == [(3, 4)]
+
+
+TZ_CHECK = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from storage.duckdb_sink import DuckDBSink
+from tests.storage.helpers import event, write_segment
+tmp = Path(sys.argv[1])
+sink = DuckDBSink(tmp / "tz.duckdb")
+sink.load_segment(write_segment(tmp / "a.jsonl", [event(ts=datetime(2025, 3, 31, 20, 30, tzinfo=UTC))]))
+print(sink.query("SELECT bucket FROM usage_rollup_hourly")[0][0].isoformat())
+print(sink.query("SELECT bucket FROM usage_rollup_monthly")[0][0].isoformat())
+"""
+
+
+def test_rollup_buckets_are_utc_whatever_the_local_zone(tmp_path: Path) -> None:
+    env = {**os.environ, "TZ": "Asia/Shanghai"}
+    out = subprocess.run([sys.executable, "-c", TZ_CHECK, str(tmp_path)], cwd=REPO, env=env, capture_output=True,
+                         text=True, check=True, timeout=60).stdout.split()  # fmt: skip
+    assert out == ["2025-03-31T20:00:00+00:00", "2025-03-01T00:00:00+00:00"]
+
+
+def test_retention_drops_old_raw_events_and_keeps_rollups(tmp_path: Path) -> None:
+    sink = DuckDBSink(tmp_path / "r.duckdb", retention_days=30)
+    try:
+        now = datetime(2025, 6, 1, tzinfo=UTC)
+        old = [event(ts=now - timedelta(days=45)) for _ in range(5)]
+        new = [event(ts=now - timedelta(days=2)) for _ in range(3)]
+        sink.load_segment(write_segment(tmp_path / "a.jsonl", old + new))
+        before = sink.query("SELECT * FROM usage_rollup_daily ORDER BY ALL")
+        assert sink.apply_retention(now) == 5
+        assert count(sink) == 3
+        assert sink.query("SELECT * FROM usage_rollup_daily ORDER BY ALL") == before
+        assert sink.query("SELECT sum(requests) FROM usage_rollup_monthly")[0][0] == 8
+        assert sink.load_segment(write_segment(tmp_path / "b.jsonl", old)) == 0  # a late replay of dropped events
+        assert sink.query("SELECT sum(requests) FROM usage_rollup_monthly")[0][0] == 8
+    finally:
+        sink.close()
+    reopened = DuckDBSink(tmp_path / "r.duckdb", retention_days=30)
+    try:
+        assert reopened.watermark == datetime(2025, 5, 2, tzinfo=UTC)
+        assert reopened.load_segment(write_segment(tmp_path / "c.jsonl", old[:1])) == 0
+    finally:
+        sink.close()
+
+
+def test_readers_see_committed_rows(sink: DuckDBSink, tmp_path: Path) -> None:
+    sink.load_segment(write_segment(tmp_path / "a.jsonl", [event() for _ in range(3)]))
+    with sink.reader() as cur:
+        assert cur.execute("SELECT count(*) FROM llm_usage_events").fetchone() == (3,)
