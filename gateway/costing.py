@@ -37,9 +37,7 @@ class EventPricer:
     def price_event(
         self, usage: Usage, *, provider: str, models: tuple[str, ...], at: datetime, thinking: bool, tenant: str | None
     ) -> Priced:
-        book = self.pricer.book
-        model = next((m for m in models if book.entry_for(provider, m, at) is not None), models[0] if models else "")
-        return self.pricer.price(usage, provider=provider, model=model, at=at, thinking=thinking, tenant=tenant)
+        return self.pricer.price_first(usage, provider=provider, models=models, at=at, thinking=thinking, tenant=tenant)
 
     def loaded(self) -> bool:
         return self.pricer.book is not None

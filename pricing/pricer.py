@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -74,8 +74,37 @@ class Pricer:
         service_tier: str | None = None,
     ) -> Priced:
         """Price one request made at `at` (timezone-aware) to `model` on `provider` (its price_as name)."""
+        return self.price_first(
+            tokens,
+            provider=provider,
+            models=(model,),
+            at=at,
+            thinking=thinking,
+            tenant=tenant,
+            service_tier=service_tier,
+        )
+
+    def price_first(
+        self,
+        tokens: TokenCounts,
+        *,
+        provider: str,
+        models: Sequence[str],
+        at: datetime,
+        thinking: bool = False,
+        tenant: str | None = None,
+        service_tier: str | None = None,
+    ) -> Priced:
+        """Price with the first of `models` that has an entry in force (e.g. a reported snapshot, then
+        the name asked for); unpriced, with a warning naming the first, when none has."""
         book = self.book
-        entry = book.entry_for(provider, model, at)
+        entry = None
+        model = models[0] if models else ""
+        for candidate in models:
+            entry = book.entry_for(provider, candidate, at)
+            if entry is not None:
+                model = candidate
+                break
         if entry is None:
             self._unpriced(provider, model, "no price book entry")
             return unpriced()

@@ -94,8 +94,9 @@ class UsageEvent:
     pricing_status: str = "unpriced"
 
     def to_json(self) -> bytes:
-        """One journal line (no newline). Decimals become strings; `tags` stays an object."""
-        return orjson.dumps(self, default=_decimal_str)
+        """One journal line (no newline). Decimals become exact strings (`str`, which may use an
+        exponent such as `1.8E-7`; DuckDB and `Decimal()` read both forms); `tags` stays an object."""
+        return orjson.dumps(self, default=str)
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> UsageEvent:
@@ -108,9 +109,3 @@ class UsageEvent:
         if isinstance(data.get("tags"), str):
             data["tags"] = orjson.loads(data["tags"])
         return cls(**data)
-
-
-def _decimal_str(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    raise TypeError(f"cannot serialize {type(value).__name__}")
