@@ -24,11 +24,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway import pricing_api
+from gateway import dashboard, governance_api, pricing_api
 from gateway.admin import AdminGuard
 from gateway.attribution import AttributionReader
 from gateway.config import Config
 from gateway.costing import EventPricer
+from gateway.governance_setup import Governance, build_governance
 from gateway.providers.openai import error_body
 from gateway.providers.registry import KINDS
 from gateway.proxy import Message, Proxy, Receive, Scope, Send, send_json
@@ -57,6 +58,7 @@ class Gateway:
     upstreams: list[Upstream] = field(default_factory=list)
     admin_key: str | None = None
     metrics: MetricsExporter | None = None
+    governance: Governance | None = None
 
 
 class MeterwayApp:
@@ -117,6 +119,7 @@ def create_app(config: Config) -> MeterwayApp:
         except Exception:  # metrics must never fail a request
             log.exception("recording metrics for %s failed", event.request_id)
 
+    governance = build_governance(config, pricer.pricer, metrics.registry)
     proxy = Proxy(
         router=ModelRouter(config.models, config.providers),
         providers=config.providers,
@@ -127,13 +130,17 @@ def create_app(config: Config) -> MeterwayApp:
         upstreams=upstreams,
         default_upstream=default_upstream,
         max_body_bytes=config.server.max_body_bytes,
+        gate=governance.gate,
     )
     gateway = Gateway(
-        config, pricer, writer, sink, proxy, [default_upstream, *upstreams.values()], _admin_key(config), metrics
-    )
+        config, pricer, writer, sink, proxy, [default_upstream, *upstreams.values()], _admin_key(config), metrics,
+        governance,
+    )  # fmt: skip
     storage_api = StorageAPI(sink, writer, pricer, {name: p.pricing_provider for name, p in config.providers.items()})
     control = Starlette(
-        routes=[*_control_routes(), metrics.route(), *storage_api.routes()], lifespan=_lifespan(gateway),
+        routes=[*_control_routes(), metrics.route(), *storage_api.routes(), *governance_api.routes(_governance),
+                *dashboard.routes(_gateway)],
+        lifespan=_lifespan(gateway),
         middleware=[Middleware(AdminGuard, key=gateway.admin_key)],
     )  # fmt: skip
     control.state.gateway = gateway
@@ -154,6 +161,8 @@ def _lifespan(gateway: Gateway) -> Any:
         await gateway.writer.start()
         if gateway.metrics is not None:
             await gateway.metrics.start()
+        if gateway.governance is not None:
+            await gateway.governance.start()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, gateway.pricer.reload)
@@ -162,6 +171,8 @@ def _lifespan(gateway: Gateway) -> Any:
         finally:
             for upstream in gateway.upstreams:
                 await upstream.close()
+            if gateway.governance is not None:
+                await gateway.governance.stop()
             await gateway.writer.stop()
             if gateway.metrics is not None:
                 await gateway.metrics.stop()
@@ -173,6 +184,12 @@ def _lifespan(gateway: Gateway) -> Any:
 def _gateway(request: Request) -> Gateway:
     gw: Gateway = request.app.state.gateway
     return gw
+
+
+def _governance(request: Request) -> Governance:
+    governance = _gateway(request).governance
+    assert governance is not None
+    return governance
 
 
 async def healthz(request: Request) -> Response:

@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--requests", type=int, default=0, help="stop generating after N requests (0: keep going)")
     demo.set_defaults(handler=cmd_demo)
 
+    from gateway import keys_cli
     from pricing import cli as pricing_cli
 
     pricing_cli.register(sub)
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     from storage import cli as storage_cli
 
     storage_cli.register(sub)
+    keys_cli.register(sub)
     return parser
 
 

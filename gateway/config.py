@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from gateway.providers.base import ProviderConfig
+from governance.config import GovernanceConfig, parse_governance
 from metrics.config import parse_metrics_config
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -54,6 +55,11 @@ class StorageConfig:
     fsync_interval_ms: int | None = None  # default: flush_interval_ms
     max_pending_events: int = 1_000_000  # journaled but not stored; beyond it the writer reports degraded
     retention_days: int | None = None  # raw events older than this are dropped; rollups stay
+    loader: str | None = None  # inline | process (default: process when serving with several workers)
+    catalog: str | None = None  # ducklake: the Postgres catalog, "postgres:dbname=... host=... user=..."
+    data_path: str | None = None  # ducklake: a folder or object store URL (s3://...) for the Parquet files
+    compaction_interval_s: int = 900  # ducklake: seconds between compaction passes
+    store_socket: Path | None = None  # not a config key: set for the workers of `serve --workers N`
 
     @property
     def spool(self) -> Path:
@@ -94,6 +100,7 @@ class Config:
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     models: list[ModelRoute] = field(default_factory=list)
     discounts: dict[str, Decimal] = field(default_factory=dict)
+    governance: GovernanceConfig = field(default_factory=GovernanceConfig)
     raw: dict[str, Any] = field(default_factory=dict)  # the whole interpolated document
     path: Path | None = None
 
@@ -151,6 +158,7 @@ def parse_config(doc: dict[str, Any], env: dict[str, str], problems: list[str], 
     cfg.models = _models(doc.get("models"), cfg.providers, problems)
     cfg.discounts = _discounts(_section(doc, "tenants", problems), problems)
     parse_metrics_config(doc.get("metrics"), problems)
+    cfg.governance = parse_governance(doc, env, problems)
     return cfg
 
 
@@ -216,7 +224,8 @@ def _server(sec: dict[str, Any], problems: list[str]) -> ServerConfig:
 
 def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageConfig:
     _check_keys("storage", sec, {"backend", "path", "journal_dir", "flush_interval_ms", "fsync", "fsync_interval_ms",
-                                 "max_pending_events", "retention_days"}, problems)  # fmt: skip
+                                 "max_pending_events", "retention_days", "loader", "catalog", "data_path",
+                                 "compaction_interval_s"}, problems)  # fmt: skip
     out = StorageConfig(path=base / "data" / "meterway.duckdb")
     backend = sec.get("backend", "duckdb")
     if backend not in ("duckdb", "ducklake"):
@@ -241,7 +250,38 @@ def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageCon
         out.max_pending_events = n or out.max_pending_events
     if sec.get("retention_days") is not None:
         out.retention_days = _int("storage.retention_days", sec["retention_days"], problems, 1, 100_000)
+    if sec.get("loader") is not None:
+        if sec["loader"] not in ("inline", "process"):
+            problems.append(f"storage.loader: expected 'inline' or 'process', got {sec['loader']!r}")
+        else:
+            out.loader = sec["loader"]
+    _lake(sec, out, problems, base)
     return out
+
+
+def _lake(sec: dict[str, Any], out: StorageConfig, problems: list[str], base: Path) -> None:
+    if "compaction_interval_s" in sec:
+        n = _int("storage.compaction_interval_s", sec["compaction_interval_s"], problems, 1, 7 * 86_400)
+        out.compaction_interval_s = n or out.compaction_interval_s
+    if out.backend != "ducklake":
+        for key in ("catalog", "data_path"):
+            if key in sec:
+                problems.append(f"storage.{key}: only used with storage.backend: ducklake")
+        return
+    catalog = sec.get("catalog")
+    if not isinstance(catalog, str) or not catalog.strip():
+        problems.append('storage.catalog: required for ducklake, e.g. "postgres:dbname=meterway host=db user=meterway"')
+    elif not catalog.removeprefix("ducklake:").startswith("postgres:"):
+        problems.append(f"storage.catalog: expected a Postgres catalog starting with 'postgres:', got {catalog!r}")
+    else:
+        out.catalog = catalog.removeprefix("ducklake:")
+    data = sec.get("data_path")
+    if not isinstance(data, str) or not data.strip():
+        problems.append("storage.data_path: required for ducklake: a folder (data/lake/) or an s3://, gs://, r2:// URL")
+    elif "://" in data and not data.startswith(("s3://", "gs://", "gcs://", "r2://")):
+        problems.append(f"storage.data_path: expected a folder or an s3://, gs:// or r2:// URL, got {data!r}")
+    else:
+        out.data_path = data if "://" in data else str(base / data).rstrip("/") + "/"
 
 
 def _pricing(sec: dict[str, Any], problems: list[str], base: Path) -> PricingConfig:

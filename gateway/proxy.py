@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ import orjson
 
 from gateway.attribution import Attribution, AttributionReader
 from gateway.estimate import encoder
+from gateway.gate import OPEN, Admission, Gate
 from gateway.metering import Outcome, PricerLike, build_event
 from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig, ProviderKind
 from gateway.routing import ModelRouter
@@ -55,6 +56,7 @@ class Exchange:
     done: bool = False
     disconnected: bool = False
     responded: bool = False  # the response has started; an error can no longer be answered
+    admission: Admission = field(default_factory=lambda: OPEN)
 
 
 class Proxy:
@@ -70,6 +72,7 @@ class Proxy:
         upstreams: dict[str, Upstream],
         default_upstream: Upstream,
         max_body_bytes: int,
+        gate: Gate | None = None,
     ) -> None:
         self.router = router
         self.providers = providers
@@ -80,6 +83,7 @@ class Proxy:
         self.upstreams = upstreams
         self.default_upstream = default_upstream
         self.max_body_bytes = max_body_bytes
+        self.gate = gate
         self._drop_request = _HOP_BY_HOP | attribution.header_names
         self._openai = kinds["openai"]
 
@@ -102,6 +106,8 @@ class Proxy:
                 client_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
                 call = api.shape_raw(provider, scope["method"], rest, _parse_raw(raw, scope), client_headers)
             attr = self.attribution.read(scope["headers"], call.body)
+            if self.gate is not None:
+                ex.admission = self.gate.admit(ex.request_id, call, attr, scope["headers"], ex.ts)
             await self._forward(ex, scope, receive, send, call, attr, raw, api)
         except GatewayError as err:
             await self._answer_error(ex, send, api, call, attr, err)
@@ -157,8 +163,11 @@ class Proxy:
     ) -> None:
         provider = call.provider
         kind = self.kinds[provider.kind]
+        key_header = ex.admission.key_header  # a gateway key is never sent upstream
         headers = [
-            (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in self._drop_request
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k not in self._drop_request and (key_header is None or k != key_header.encode())
         ]
         headers.append(("accept-encoding", "identity"))
         query = scope.get("query_string", b"").decode("latin-1")
@@ -296,6 +305,8 @@ class Proxy:
         if report is not None and report.usage is None and outcome.reached_upstream:
             await asyncio.to_thread(encoder)  # the tokenizer loads once, off the loop, only when first needed
         event = build_event(ex.request_id, ex.ts, call, kind, meter, outcome, self.pricer, report)
+        if self.gate is not None:
+            self.gate.settle(ex.admission, event)
         self.submit(event)
         return event
 
@@ -321,10 +332,14 @@ class Proxy:
         if call is not None:
             event.provider, event.endpoint = call.provider.name, call.endpoint
             event.model_requested, event.model, event.stream = call.model_requested, call.model_upstream, call.stream
+        if self.gate is not None:
+            self.gate.release(ex.admission)
+            event.api_key_id = ex.admission.key.id if ex.admission.key else None
         self.submit(event)
         if err.status != 499 and not ex.responded:
             ex.responded = True
-            await send_json(send, err.status, api.error_body(err.status, err.code, err.message), ex.request_id)
+            body = api.error_body(err.status, err.code, err.message)
+            await send_json(send, err.status, body, ex.request_id, err.headers)
 
 
 async def _watch_disconnect(receive: Receive, ex: Exchange, task: asyncio.Task[Any] | None) -> None:
@@ -334,11 +349,12 @@ async def _watch_disconnect(receive: Receive, ex: Exchange, task: asyncio.Task[A
         task.cancel()
 
 
-async def send_json(send: Send, status: int, body: bytes, request_id: str) -> None:
+async def send_json(send: Send, status: int, body: bytes, request_id: str, extra: dict[str, str] | None = None) -> None:
     headers = [
         *_JSON_TYPE,
         (b"content-length", str(len(body)).encode()),
         (b"x-meterway-request-id", request_id.encode()),
+        *((k.encode("latin-1"), v.encode("latin-1")) for k, v in (extra or {}).items()),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

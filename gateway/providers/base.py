@@ -95,14 +95,22 @@ class Meter(Protocol):
 
 
 class GatewayError(Exception):
-    """An error the gateway answers itself, in the called API's format."""
+    """An error the gateway answers itself, in the called API's format (with any extra headers)."""
 
-    def __init__(self, status: int, code: str, message: str, error_type: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        error_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.error_type = error_type or code
+        self.headers = headers or {}
 
 
 class ProviderKind(Protocol):

@@ -141,3 +141,12 @@ async def paced(request: web.Request) -> web.StreamResponse:
 
 
 ALL["paced"] = paced
+
+
+async def slow_chat(request: web.Request) -> web.StreamResponse:
+    """The non-streaming chat answer after 300 ms: requests sent together are in flight together."""
+    await asyncio.sleep(0.3)
+    return web.json_response(COMPLETION)
+
+
+ALL["slowchat"] = slow_chat

@@ -1,0 +1,192 @@
+"""The governance gate: gateway keys, rate limits and budgets on the request path.
+
+    admit(call, attribution, headers) -> Admission   (or a GatewayError: 401, 403, 429)
+    ... the request runs ...
+    settle(admission, event)                          (the real cost and tokens replace the estimates)
+
+A gateway key (`mw-...`) may arrive in any header a provider SDK sends its credential in
+(`Authorization: Bearer`, `x-api-key`, `api-key`, `x-goog-api-key`) or in `X-Meterway-Key`; it
+decides the tenant (an attribution header cannot override it) and is never forwarded upstream.
+Budgets are race-free because the check and the reservation of a request's estimated maximum cost
+happen together, synchronously, before anything is sent: concurrent requests see each other's
+reservations, so a budget is overshot by at most one request's misestimate. All of it costs
+nothing when no keys, budgets or rate limits are configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from gateway.attribution import Attribution
+from gateway.providers.base import Call, GatewayError
+from governance.budgets import BudgetLedger, Refusal, Reservation
+from governance.config import GovernanceConfig
+from governance.keys import FAILURE_MESSAGES, GatewayKeys, KeyRecord, check_access
+from governance.money import Money, estimate_max_cost
+from governance.ratelimit import RateGrant, RateLimiter, RateRefusal
+from governance.scope import RequestScope
+from pricing.pricer import Pricer
+from storage.event import UsageEvent
+
+log = logging.getLogger("meterway.governance")
+KEY_PREFIX = "mw-"
+_KEY_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key", "x-meterway-key")
+_OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "maxOutputTokens", "num_predict")
+
+
+@dataclass(slots=True)
+class Admission:
+    key: KeyRecord | None = None
+    key_header: str | None = None  # the header that carried the gateway key: not forwarded
+    reservation: Reservation | None = None
+    grant: RateGrant | None = None
+
+
+OPEN = Admission()
+
+
+class Gate:
+    def __init__(
+        self,
+        config: GovernanceConfig,
+        keys: GatewayKeys | None,
+        ledger: BudgetLedger,
+        limiter: RateLimiter,
+        pricer: Callable[[], Pricer],
+        notify: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.ledger = ledger
+        self.limiter = limiter
+        self._pricer = pricer
+        self._notify = notify
+        self.require_keys = config.auth.require_keys
+        self.active = bool(keys is not None or config.budgets or config.rate_limits)
+
+    def admit(
+        self, request_id: str, call: Call, attr: Attribution, headers: list[tuple[bytes, bytes]], at: datetime
+    ) -> Admission:
+        if not self.active:
+            return OPEN
+        admission = Admission()
+        self._authenticate(admission, call, attr, headers)
+        scope = RequestScope(
+            tenant=attr.tenant_id, key=admission.key.id if admission.key else None, feature=attr.feature,
+            provider=call.provider.name, model=call.model_upstream,
+        )  # fmt: skip
+        input_tokens = _input_estimate(call)
+        max_output = _max_output(call.body)
+        if self.config.rate_limits:
+            grant = self.limiter.acquire(scope, input_tokens + (max_output or 0))
+            if isinstance(grant, RateRefusal):
+                raise GatewayError(
+                    429, "rate_limited", grant.message, "rate_limited", {"retry-after": grant.retry_after_header()}
+                )
+            admission.grant = grant
+        if self.config.budgets:
+            budgets = self.ledger.matching(scope)
+            if budgets:
+                estimate = estimate_max_cost(
+                    self._pricer(), call.provider.pricing_provider, call.model_upstream or "", input_tokens,
+                    max_output, at, attr.tenant_id,
+                )  # fmt: skip
+                held = self.ledger.reserve(request_id, budgets, estimate, at)
+                if isinstance(held, Refusal):
+                    self._release_grant(admission)
+                    retry = max(0, int((held.resets_at - at).total_seconds()))
+                    raise GatewayError(
+                        429, "budget_exceeded", held.message, "budget_exceeded", {"retry-after": str(retry)}
+                    )
+                admission.reservation = held
+        return admission
+
+    def _authenticate(
+        self, admission: Admission, call: Call, attr: Attribution, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        if self.keys is None:
+            return
+        raw, header = _find_key(headers)
+        if raw is None:
+            if self.require_keys:
+                raise GatewayError(401, "invalid_api_key", "this gateway needs a gateway key (mw-...)", "unauthorized")
+            return
+        found = self.keys.authenticate(raw)
+        if not isinstance(found, KeyRecord):
+            raise GatewayError(
+                401, "invalid_api_key", FAILURE_MESSAGES.get(found, "invalid gateway key"), "unauthorized"
+            )
+        denied = check_access(found, call.provider.name, call.model_upstream or "")
+        if denied:
+            raise GatewayError(403, "permission_denied", denied, "forbidden")
+        admission.key, admission.key_header = found, header
+        attr.tenant_id = found.tenant  # the key decides the tenant; a header cannot override it
+        attr.user_id = found.user or attr.user_id
+        attr.feature = found.feature or attr.feature
+
+    def settle(self, admission: Admission, event: UsageEvent) -> None:
+        if admission is OPEN:
+            return
+        event.api_key_id = admission.key.id if admission.key else None
+        if admission.grant is not None:
+            self.limiter.settle(admission.grant, event.total_tokens)
+        if admission.reservation is not None:
+            cost = None
+            if event.total_cost is not None and event.currency:
+                cost = Money(Decimal(event.total_cost), event.currency)
+            for crossing in self.ledger.settle(admission.reservation, cost):
+                if self._notify is not None:
+                    self._notify(crossing)
+
+    def release(self, admission: Admission) -> None:
+        """The request never reached a provider: give back what it held."""
+        if admission.reservation is not None:
+            self.ledger.release(admission.reservation)
+        self._release_grant(admission)
+
+    def _release_grant(self, admission: Admission) -> None:
+        if admission.grant is not None:
+            self.limiter.release(admission.grant)
+            admission.grant = None
+
+
+def _find_key(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    for name, value in headers:
+        text = name.decode("latin-1")
+        if text in _KEY_HEADERS:
+            token = value.decode("latin-1").strip()
+            if text == "authorization":
+                token = token.removeprefix("Bearer ").removeprefix("bearer ").strip()
+            if token.startswith(KEY_PREFIX):
+                return token, text
+    return None, None
+
+
+def _input_estimate(call: Call) -> int:
+    """A quick upper estimate of input tokens from the request's size (no tokenizer on the hot path)."""
+    body = call.body
+    if not body:
+        return 0
+    size = 0
+    for key in ("messages", "input", "prompt", "contents", "system", "instructions", "Messages"):
+        value = body.get(key)
+        if value is not None:
+            size += len(str(value))
+    return size // 3 + 1
+
+
+def _max_output(body: dict[str, Any] | None) -> int | None:
+    if not body:
+        return None
+    for holder in (body, body.get("generationConfig"), body.get("parameters"), body.get("options")):
+        if isinstance(holder, dict):
+            for key in _OUTPUT_LIMITS:
+                value = holder.get(key)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    return value
+    return None

@@ -1,0 +1,95 @@
+"""Governance under /admin (behind the admin key once one is configured).
+
+GET    /admin/keys              the gateway keys (ids, tenants, limits; never the keys)
+POST   /admin/keys              {"tenant", ["name", "user", "feature", "expires_at", "allowed_models",
+                                  "allowed_providers"]} -> the record and, once, the key itself
+DELETE /admin/keys/{id}         revoke
+GET    /admin/budgets           every budget with its period, spend, reservations, remaining and reset time
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.governance_setup import Governance
+from gateway.providers.openai import error_body
+from governance.periods import iso_z
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return Response(error_body(status, code, message), status_code=status, media_type="application/json")
+
+
+def _strings(body: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = body.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"'{key}' must be a list of strings")
+    return tuple(value)
+
+
+def routes(governance: Callable[[Request], Governance]) -> list[Route]:
+    async def list_keys(request: Request) -> Response:
+        return JSONResponse({"keys": [k.public() for k in governance(request).keys.list()]})
+
+    async def create_key(request: Request) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+            if not isinstance(body, dict) or not isinstance(body.get("tenant"), str) or not body["tenant"]:
+                raise ValueError("'tenant' (a non-empty string) is required")
+            expires = body.get("expires_at")
+            expires_at = datetime.fromisoformat(expires) if isinstance(expires, str) else None
+            if expires_at is not None and expires_at.tzinfo is None:
+                expires_at = expires_at.replace(tzinfo=UTC)
+            record, raw = governance(request).keys.create(
+                body["tenant"], name=body.get("name"), user=body.get("user"), feature=body.get("feature"),
+                expires_at=expires_at, allowed_models=_strings(body, "allowed_models"),
+                allowed_providers=_strings(body, "allowed_providers"),
+            )  # fmt: skip
+        except orjson.JSONDecodeError as exc:
+            return _error(400, "invalid_json", f"request body is not valid JSON: {exc}")
+        except ValueError as exc:
+            return _error(400, "invalid_request", str(exc))
+        return JSONResponse({**record.public(), "key": raw}, status_code=201)
+
+    async def revoke_key(request: Request) -> Response:
+        record = governance(request).keys.revoke(request.path_params["key_id"])
+        if record is None:
+            return _error(404, "not_found", f"no key with id {request.path_params['key_id']!r}")
+        return JSONResponse(record.public())
+
+    async def budgets(request: Request) -> Response:
+        rows = [
+            {
+                "name": s.budget.name,
+                "period": s.budget.period,
+                "currency": s.budget.currency,
+                "limit": _plain(s.budget.limit),
+                "hard": s.budget.hard,
+                "period_start": iso_z(s.period_start),
+                "resets_at": iso_z(s.resets_at),
+                "spent": _plain(s.spent),
+                "reserved": _plain(s.reserved),
+                "remaining": _plain(s.remaining),
+            }
+            for s in governance(request).ledger.status(datetime.now(UTC))
+        ]
+        return JSONResponse({"budgets": rows})
+
+    return [
+        Route("/admin/keys", list_keys, methods=["GET"]),
+        Route("/admin/keys", create_key, methods=["POST"]),
+        Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
+        Route("/admin/budgets", budgets, methods=["GET"]),
+    ]
+
+
+def _plain(value: Decimal) -> str:
+    return format(value, "f")

@@ -1,0 +1,130 @@
+"""Gateway keys, race-free budgets and rate limits on a live gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.gateway import scripts
+from tests.support.gateway import REPO, LiveGateway, write_config
+from tests.support.upstream import Upstream
+
+ONE_REQUEST = Decimal("0.0000036")  # 12 input + 3 output tokens of gpt-4o-mini ($0.15 / $0.60 per 1M)
+CHAT = {"model": "gpt-4o-mini", "max_tokens": 3, "messages": [{"role": "user", "content": "Say hi"}]}
+
+
+def governed(upstream: Upstream, tmp: Path, extra: dict[str, object], script: str = "chat") -> dict[str, object]:
+    upstream.scripts.update(scripts.ALL)
+    return {
+        "providers": {
+            "up": {"kind": "openai", "base_url": upstream.script_url(script), "price_as": "openai"},
+            "echo": {"kind": "openai", "base_url": upstream.script_url("echo"), "price_as": "openai"},
+        },
+        "models": [{"name": "gpt-4o-mini", "provider": "up"}, {"name": "echo-model", "provider": "echo"}],
+        **extra,
+    }
+
+
+def create_key(config: Path, tenant: str, *extra: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "keys", "create", "--tenant", tenant, "--config", str(config), *extra],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def keyed(upstream: Upstream, tmp_path: Path) -> Iterator[tuple[LiveGateway, str, Path]]:
+    doc = governed(upstream, tmp_path, {"auth": {"require_keys": True}})
+    config = write_config(tmp_path, doc)
+    key = create_key(config, "acme", "--name", "ci")
+    live = LiveGateway.from_doc(tmp_path, doc).start()
+    yield live, key, config
+    live.stop()
+
+
+def test_requests_need_a_valid_key_in_the_called_apis_format(keyed: tuple[LiveGateway, str, Path]) -> None:
+    gw, key, _ = keyed
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer mw-not-a-key"})
+    assert r.status_code == 401
+    assert gw.event(r.headers["x-meterway-request-id"])["status_code"] == 401
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200
+
+
+def test_the_key_decides_the_tenant_and_is_never_forwarded(keyed: tuple[LiveGateway, str, Path]) -> None:
+    gw, key, _ = keyed
+    spoof = {"Authorization": f"Bearer {key}", "X-Tenant-Id": "someone-else"}
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json={**CHAT, "model": "echo-model"}, headers=spoof)
+    assert r.status_code == 200
+    seen = r.json()["echo"]["headers"]
+    assert key not in json.dumps(seen) and "X-Tenant-Id" not in seen
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert event["tenant_id"] == "acme" and event["api_key_id"]
+    assert key not in json.dumps(event, default=str)
+
+
+def test_revoked_keys_are_refused(keyed: tuple[LiveGateway, str, Path]) -> None:
+    gw, key, config = keyed
+    listing = subprocess.run([sys.executable, "-m", "gateway.cli", "keys", "list", "--config", str(config)],
+                             capture_output=True, text=True, check=True, cwd=REPO).stdout  # fmt: skip
+    key_id = listing.splitlines()[1].split()[0]
+    assert key not in listing
+    subprocess.run([sys.executable, "-m", "gateway.cli", "keys", "revoke", key_id, "--config", str(config)],
+                   check=True, cwd=REPO, capture_output=True)  # fmt: skip
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"x-api-key": key})
+    assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+
+
+def test_64_concurrent_requests_cannot_overshoot_a_budget(upstream: Upstream, tmp_path: Path) -> None:
+    limit = ONE_REQUEST * 10
+    budget = {"name": "acme-daily", "tenant": "acme", "period": "day", "limit": str(limit), "currency": "USD",
+              "hard": True}  # fmt: skip
+    gw = LiveGateway.from_doc(tmp_path, governed(upstream, tmp_path, {"budgets": [budget]}, "slowchat")).start()
+    try:
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as client:
+                sends = [client.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"X-Tenant-Id": "acme"})
+                         for _ in range(64)]  # fmt: skip
+                return list(await asyncio.gather(*sends))
+
+        responses = asyncio.run(burst())
+        ok = [r for r in responses if r.status_code == 200]
+        refused = [r for r in responses if r.status_code == 429]
+        assert len(ok) + len(refused) == 64 and 5 <= len(ok) <= 10
+        assert all(r.json()["error"]["code"] == "budget_exceeded" for r in refused)
+        assert (
+            "acme-daily" in refused[0].json()["error"]["message"] and "resets" in refused[0].json()["error"]["message"]
+        )
+        spent = sum(Decimal(r.headers["x-meterway-cost"]) for r in ok)
+        assert spent <= limit + ONE_REQUEST
+        status = httpx.get(f"{gw.url}/admin/budgets").json()["budgets"][0]
+        assert Decimal(status["spent"]) == spent and status["reserved"] == "0"
+    finally:
+        gw.stop()
+
+
+def test_rate_limit_answers_429_with_retry_after(upstream: Upstream, tmp_path: Path) -> None:
+    limits = {"rate_limits": [{"tenant": "acme", "rpm": 3}]}
+    gw = LiveGateway.from_doc(tmp_path, governed(upstream, tmp_path, limits)).start()
+    try:
+        codes = [httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"X-Tenant-Id": "acme"})
+                 for _ in range(4)]  # fmt: skip
+        assert [r.status_code for r in codes] == [200, 200, 200, 429]
+        assert codes[-1].json()["error"]["code"] == "rate_limited" and int(codes[-1].headers["retry-after"]) >= 1
+        other = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"X-Tenant-Id": "globex"})
+        assert other.status_code == 200
+        assert gw.event(codes[-1].headers["x-meterway-request-id"])["error_type"] == "rate_limited"
+    finally:
+        gw.stop()

@@ -1,0 +1,229 @@
+"""Budgets: periods, reservations, settlement, thresholds, currencies, persistence and the 64-way race."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from governance.budget_store import JsonFileBudgetStore, MemoryBudgetStore, save_changes
+from governance.budgets import BudgetLedger, Refusal, Reservation, matching_budgets
+from governance.config import BudgetConfig
+from governance.money import Money, estimate_max_cost
+from governance.periods import period_bounds
+from governance.scope import RequestScope, Selector
+from pricing.book import PriceBook
+from pricing.pricer import Pricer
+
+NOW = datetime(2025, 6, 11, 15, 30, tzinfo=UTC)  # a Wednesday
+BOOK = """
+fx:
+  - {from: CNY, to: USD, rate: "0.14", effective_from: 2025-01-01}
+prices:
+  - {provider: demo, model: m, currency: USD, effective_from: 2025-01-01, input: 10, output: 30}
+  - {provider: demo, model: thinker, currency: USD, effective_from: 2025-01-01, input: 1, output: 2,
+     output_thinking: 8}
+  - {provider: cn, model: q, currency: CNY, effective_from: 2025-01-01, input: 2, output: 8}
+"""
+
+
+def usd(text: str) -> Money:
+    return Money(Decimal(text), "USD")
+
+
+def fx(src: str, dst: str, at: datetime) -> Decimal | None:
+    return PriceBook.loads(BOOK).fx_rate(src, dst, at)
+
+
+def budget(limit: str, **kw: object) -> BudgetConfig:
+    fields: dict[str, object] = {"name": "b", "limit": Decimal(limit), "currency": "USD", "period": "day", "hard": True}
+    fields.update(kw)
+    return BudgetConfig(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("period", "start", "end"),
+    [
+        ("day", datetime(2025, 6, 11, tzinfo=UTC), datetime(2025, 6, 12, tzinfo=UTC)),
+        ("week", datetime(2025, 6, 9, tzinfo=UTC), datetime(2025, 6, 16, tzinfo=UTC)),
+        ("month", datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC)),
+    ],
+)
+def test_period_bounds_are_utc(period: str, start: datetime, end: datetime) -> None:
+    assert period_bounds(period, NOW) == (start, end)
+    shanghai = NOW.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai"))  # same instant, other zone
+    assert period_bounds(period, shanghai) == (start, end)
+
+
+def test_december_and_naive_times() -> None:
+    assert period_bounds("month", datetime(2025, 12, 31, 23, tzinfo=UTC))[1] == datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        period_bounds("day", datetime(2025, 1, 1))
+
+
+def test_reserve_settle_release() -> None:
+    ledger = BudgetLedger([budget("1")], fx, clock=lambda: NOW)
+    b = ledger.budgets
+    first = ledger.reserve("r1", b, usd("0.6"))
+    assert isinstance(first, Reservation)
+    refused = ledger.reserve("r2", b, usd("0.6"))
+    assert isinstance(refused, Refusal) and refused.budget == "b"
+    assert "budget 'b' (everything, per day) has no room for this request" in refused.message
+    assert "0.6 of 1 USD is spent or reserved" in refused.message
+    assert "it resets at 2025-06-12T00:00:00Z" in refused.message and refused.resets_at.tzinfo is not None
+    ledger.settle(first, usd("0.25"))
+    (status,) = ledger.status()
+    assert (status.spent, status.reserved, status.remaining) == (Decimal("0.25"), Decimal(0), Decimal("0.75"))
+    second = ledger.reserve("r2", b, usd("0.6"))
+    assert isinstance(second, Reservation)
+    ledger.release(second)
+    ledger.release(second)  # twice is harmless
+    assert ledger.settle(second, usd("1")) == []  # already released: nothing is charged
+    assert ledger.status()[0].spent == Decimal("0.25") and ledger.status()[0].reserved == 0
+    with pytest.raises(ValueError, match="already holds"):
+        ledger.reserve("r3", b, usd("0.1"))
+        ledger.reserve("r3", b, usd("0.1"))
+
+
+def test_soft_budgets_never_refuse_and_exhausted_hard_budgets_refuse_free_requests() -> None:
+    soft = budget("1", name="soft", hard=False)
+    hard = budget("1", name="hard")
+    ledger = BudgetLedger([soft, hard], fx, clock=lambda: NOW)
+    ledger.charge([soft, hard], usd("1"), NOW)
+    assert isinstance(ledger.reserve("a", [soft], usd("5")), Reservation)
+    assert isinstance(ledger.reserve("b", [hard], None), Refusal)  # unpriced request, budget at its limit
+
+
+def test_thresholds_fire_once_per_period_and_threshold() -> None:
+    clock = [NOW]
+    b = budget("10", soft=(Decimal("0.5"), Decimal("0.8"), Decimal("1")), hard=False, selector=Selector(tenant="acme"))
+    ledger = BudgetLedger([b], fx, clock=lambda: clock[0])
+    fired = []
+    for i in range(12):
+        r = ledger.reserve(f"r{i}", [b], usd("1"))
+        assert isinstance(r, Reservation)
+        fired += [(c.threshold, c.spent) for c in ledger.settle(r, usd("1"))]
+    assert fired == [(Decimal("0.5"), Decimal(5)), (Decimal("0.8"), Decimal(8)), (Decimal("1"), Decimal(10))]
+    clock[0] = NOW + timedelta(days=1)  # the next day is a new period
+    r = ledger.reserve("next", [b], usd("6"))
+    assert isinstance(r, Reservation)
+    (crossing,) = ledger.settle(r, usd("6"))
+    assert crossing.threshold == Decimal("0.5") and crossing.period_start == datetime(2025, 6, 12, tzinfo=UTC)
+    assert crossing.message() == (
+        "budget 'b' (tenant acme) passed 50%: 6 of 10 USD spent this period; resets at 2025-06-13T00:00:00Z"
+    )
+
+
+def test_costs_are_converted_into_the_budget_currency() -> None:
+    cny = budget("10", currency="CNY")
+    ledger = BudgetLedger([cny], fx, clock=lambda: NOW)
+    r = ledger.reserve("r", [cny], usd("0.7"))  # 0.7 USD = 5 CNY at 0.14
+    assert isinstance(r, Reservation) and r.holds[0].amount == Decimal(5)
+    assert isinstance(ledger.reserve("s", [cny], usd("0.71")), Refusal)
+    ledger.settle(r, Money(Decimal(3), "CNY"))
+    assert ledger.status()[0].spent == 3
+    eur = budget("10", name="eur", currency="EUR")
+    refused = BudgetLedger([eur], fx, clock=lambda: NOW).reserve("x", [eur], usd("1"))
+    assert isinstance(refused, Refusal) and "no FX rate from USD to EUR" in refused.message
+
+
+def test_matching_budgets_by_filter() -> None:
+    acme = budget("1", name="acme", selector=Selector(tenant="acme"))
+    gpt = budget("1", name="gpt", selector=Selector(model="gpt-*"))
+    everything = budget("1", name="all")
+    scope = RequestScope(tenant="acme", provider="openai", model="o3")
+    assert [b.name for b in matching_budgets([acme, gpt, everything], scope)] == ["acme", "all"]
+
+
+def test_state_survives_a_restart_in_a_json_file(tmp_path: Path) -> None:
+    b = budget("10", soft=(Decimal("0.5"),))
+    store = JsonFileBudgetStore(tmp_path / "budgets.json")
+    ledger = BudgetLedger([b], fx, state=store.load(), clock=lambda: NOW)
+    r = ledger.reserve("done", [b], usd("6"))
+    assert isinstance(r, Reservation)
+    assert ledger.settle(r, usd("6"))
+    open_one = ledger.reserve("open", [b], usd("2"))
+    assert isinstance(open_one, Reservation)
+    store.save(ledger.snapshot())
+    assert (tmp_path / "budgets.json").stat().st_mode & 0o777 == 0o600
+
+    again = BudgetLedger([b], fx, state=store.load(), clock=lambda: NOW + timedelta(minutes=1))
+    (status,) = again.status()
+    assert (status.spent, status.reserved) == (Decimal(6), Decimal(2))
+    again_open = again.reserve("more", [b], usd("1"))
+    assert isinstance(again_open, Reservation)
+    assert again.settle(again_open, usd("1")) == []  # 50% fired before the restart: not again
+    assert isinstance(again.reserve("big", [b], usd("1.5")), Refusal)  # 6 + 1 spent, 2 still held
+
+    later = BudgetLedger([b], fx, state=store.load(), clock=lambda: NOW + timedelta(hours=1))
+    assert later.status()[0].reserved == 0  # a reservation from before a crash does not hold forever
+
+
+async def test_save_changes_writes_only_when_something_changed() -> None:
+    b = budget("10")
+    store = MemoryBudgetStore()
+    ledger = BudgetLedger([b], fx, clock=lambda: NOW)
+    saved = await save_changes(ledger, store, -1)
+    assert store.saves == 1 and await save_changes(ledger, store, saved) == saved and store.saves == 1
+    ledger.charge([b], usd("1"), NOW)
+    await save_changes(ledger, store, saved)
+    assert store.saves == 2 and store.state.spend[("b", datetime(2025, 6, 11, tzinfo=UTC))].spent == 1
+
+
+def test_stale_reservations_expire() -> None:
+    b = budget("1")
+    ledger = BudgetLedger([b], fx, clock=lambda: NOW, reservation_ttl=timedelta(minutes=5))
+    assert isinstance(ledger.reserve("old", [b], usd("1"), at=NOW - timedelta(minutes=6)), Reservation)
+    assert ledger.expire() == 1 and ledger.status()[0].reserved == 0
+
+
+def test_estimate_max_cost_uses_max_tokens_the_dearest_output_and_the_discount() -> None:
+    pricer = Pricer(book=PriceBook.loads(BOOK), discounts={"acme": Decimal(20)})
+    assert estimate_max_cost(pricer, "demo", "m", 1000, 3000, NOW) == usd("0.1")  # 0.01 + 0.09
+    assert estimate_max_cost(pricer, "demo", "m", 1000, 3000, NOW, "acme") == usd("0.08")
+    default = estimate_max_cost(pricer, "demo", "m", 0, None, NOW, default_max_output_tokens=1000)
+    assert default == usd("0.03")
+    assert estimate_max_cost(pricer, "demo", "thinker", 0, 1_000_000, NOW) == usd("8")  # thinking price
+    assert estimate_max_cost(pricer, "cn", "q", 1_000_000, 0, NOW) == Money(Decimal(2), "CNY")
+    assert estimate_max_cost(pricer, "demo", "unknown", 10, 10, NOW) is None
+
+
+async def test_64_concurrent_requests_cannot_overshoot_a_budget() -> None:
+    pricer = Pricer(book=PriceBook.loads(BOOK))
+    per_request = estimate_max_cost(pricer, "demo", "m", 1000, 3000, NOW)
+    assert per_request == usd("0.1")
+    limit = Decimal("1.05")  # USD: room for 10 worst-case requests
+    b = budget("7.5", currency="CNY")  # the same limit in the budget's own currency (1 CNY = 0.14 USD)
+    ledger = BudgetLedger([b], fx, clock=lambda: NOW)
+    rng = random.Random(6)
+    start = asyncio.Barrier(64)
+
+    async def request(i: int) -> tuple[str, Decimal]:
+        await start.wait()
+        for _ in range(rng.randrange(3)):
+            await asyncio.sleep(0)
+        held = ledger.reserve(f"req-{i}", ledger.matching(RequestScope(tenant="t")), per_request)
+        if isinstance(held, Refusal):
+            assert held.budget == "b" and "resets at 2025-06-12T00:00:00Z" in held.message
+            return "refused", Decimal(0)
+        for _ in range(rng.randrange(1, 4)):
+            await asyncio.sleep(0)  # the upstream call
+        actual = Decimal("0.01") + Decimal("0.00003") * rng.randrange(1500, 3001)  # up to max_tokens
+        ledger.settle(held, Money(actual, "USD"))
+        return "settled", actual
+
+    results = await asyncio.gather(*(request(i) for i in range(64)))
+    settled = [cost for outcome, cost in results if outcome == "settled"]
+    refused = [outcome for outcome, _ in results if outcome == "refused"]
+    assert len(settled) + len(refused) == 64
+    assert 10 <= len(settled) < 64 and len(refused) > 0
+    total = sum(settled, Decimal(0))
+    assert total <= limit + per_request.amount  # at most one request's cost over
+    (status,) = ledger.status()
+    assert status.reserved == 0
+    assert abs(status.spent * Decimal("0.14") - total) < Decimal("1e-9")
+    assert status.spent <= b.limit
