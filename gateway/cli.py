@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     storage_cli.register(sub)
     keys_cli.register(sub)
+
+    from reconcile import cli as reconcile_cli
+
+    reconcile_cli.register(sub)
     return parser
 
 

@@ -18,11 +18,12 @@ import yaml
 from gateway.providers.base import ProviderConfig
 from governance.config import GovernanceConfig, parse_governance
 from metrics.config import parse_metrics_config
+from reconcile.settings import SettingsError, settings_from_config
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECTIONS = {
     "server", "storage", "pricing", "attribution", "providers", "models", "tenants",
-    "auth", "budgets", "rate_limits", "notifications", "metrics", "alerts",
+    "auth", "budgets", "rate_limits", "notifications", "metrics", "alerts", "reconcile",
 }  # fmt: skip
 _PROVIDER_KEYS = {
     "kind", "base_url", "api_key_env", "api_key", "price_as", "timeout", "headers", "inject_stream_usage",
@@ -140,6 +141,10 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
         raise ConfigError([f"{path}: expected a mapping of sections at the top level"])
     cfg = parse_config(doc, env, problems, base=path.resolve().parent)
     cfg.path = path
+    try:
+        settings_from_config(cfg)
+    except SettingsError as err:
+        problems.extend(err.problems)
     if problems:
         raise ConfigError([f"{path}: {p}" for p in problems])
     return cfg

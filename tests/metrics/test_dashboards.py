@@ -20,7 +20,7 @@ from tests.metrics.artifacts import (
 )
 
 DASHBOARD_FILES = sorted(dashboards())
-EXPECTED = {"overview", "tenants", "features", "tokens", "latency", "health"}
+EXPECTED = {"overview", "tenants", "features", "tokens", "latency", "health", "reconcile"}
 GRAFANA_BUILTINS = {*BUILTINS, "__all", "__range_s", "__range_ms", "__interval_ms", "__from", "__to", "__dashboard"}
 
 

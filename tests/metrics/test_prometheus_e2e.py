@@ -30,6 +30,7 @@ import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
 from metrics.definitions import build_budget_gauges
+from reconcile.metrics import build_reconcile_gauges
 from tests.metrics.artifacts import Query, alert_queries, dashboard_queries, recording_queries, variable_queries
 from tests.metrics.prometheus_server import PrometheusServer, free_port
 from tests.metrics.traffic import CONFIG, Traffic
@@ -46,6 +47,10 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]
     gauge = build_budget_gauges(budgets)
     gauge.labels("acme-daily").set(0.9)
     gauge.labels("all-monthly").set(1.2)
+    reconciled = build_reconcile_gauges(budgets)  # set by reconciliations, which this traffic does not run
+    reconciled.relative_difference.labels("openai").set(-0.1)
+    reconciled.tolerance.labels("openai").set(0.05)
+    reconciled.last_run.labels("openai").set_to_current_time()
     stub_port = free_port()
     stub, stub_thread = start_http_server(stub_port, addr="127.0.0.1", registry=budgets)
     server = PrometheusServer(Path(tmp), {"meterway": f"127.0.0.1:{gw.port}", "budgets": f"127.0.0.1:{stub_port}"})
@@ -94,7 +99,7 @@ def test_prometheus_scrapes_the_gateway_and_loads_the_rules(prom: PrometheusServ
         return down + bad + ([] if prom.query("meterway_requests_total") else ["no samples yet"])
 
     eventually(check)
-    assert len(prom.get("/api/v1/rules")["groups"]) == 5
+    assert len(prom.get("/api/v1/rules")["groups"]) == 6
 
 
 def test_every_dashboard_query_returns_data_with_its_legend_labels(prom: PrometheusServer) -> None:
