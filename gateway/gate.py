@@ -76,6 +76,8 @@ class Gate:
             return OPEN
         admission = Admission()
         self._authenticate(admission, call, attr, headers)
+        if not (self.config.rate_limits or self.config.budgets):
+            return admission if admission.key is not None else OPEN
         scope = RequestScope(
             tenant=attr.tenant_id, key=admission.key.id if admission.key else None, feature=attr.feature,
             provider=call.provider.name, model=call.model_upstream,

@@ -121,6 +121,12 @@ def _error_of(obj: JSON, event: str = "") -> str | None:
     return None
 
 
+def _may_matter(pending: bytes, chunk: bytes) -> bool:
+    """Whether the events ending in `pending + chunk` could carry usage or an error (a bytes scan)."""
+    window = pending + chunk if pending else chunk
+    return _has_usage(window) or b"error" in window or b"response.failed" in window
+
+
 def _has_usage(data: bytes) -> bool:
     n = data.count(b'"usage"')
     return n > 0 and n > data.count(b'"usage":null') + data.count(b'"usage": null')
@@ -179,10 +185,16 @@ class SSEMeter:
         self._usage: Usage | None = None
         self._model: str | None = None
         self._error: str | None = None
-        self._payloads: list[bytes] = []
+        self._raw: list[bytes] = []  # the relayed bytes, for estimating usage if none is reported
         self._kept = 0
 
     def feed(self, chunk: bytes) -> bytes:
+        if self._kept < _TEXT_CAP:
+            self._raw.append(chunk)
+            self._kept += len(chunk)
+        if self._model is not None and not _may_matter(self._decoder.pending, chunk):
+            complete = self._decoder.skip(chunk)  # no usage, error or model here: no event is parsed
+            return complete if self._strip else chunk
         events = self._decoder.feed(chunk)
         if not self._strip:
             for ev in events:
@@ -205,9 +217,6 @@ class SSEMeter:
             if ev.event == "error":
                 self._error = self._error or "stream error"
             return True
-        if self._kept < _TEXT_CAP:
-            self._payloads.append(data)
-            self._kept += len(data)
         usage_here = _has_usage(data)
         if not (
             usage_here
@@ -239,8 +248,10 @@ class SSEMeter:
 
     def output_text(self) -> str:
         parts: list[str] = []
-        for data in self._payloads:
-            obj = common.loads(data)
+        decoder = SSEDecoder()
+        events = [ev for chunk in self._raw for ev in decoder.feed(chunk)] + decoder.finish()
+        for ev in events:
+            obj = common.loads(ev.data) if ev.data else None
             if not isinstance(obj, dict):
                 continue
             if isinstance(obj.get("delta"), str):  # responses API text deltas

@@ -42,6 +42,22 @@ class SSEDecoder:
         self._buf = buf[start:]
         return events
 
+    def skip(self, chunk: bytes) -> bytes:
+        """Move past the complete events in `chunk` without parsing them; returns their bytes.
+
+        For chunks a caller has already found uninteresting by a bytes scan: only the boundary of the
+        last complete event is located, and the incomplete tail is kept as usual.
+        """
+        buf = self._buf + chunk if self._buf else chunk
+        sep = self._sep or self._detect(buf)
+        cut = buf.rfind(sep) if sep else -1
+        if cut < 0:
+            self._buf = buf
+            return b""
+        cut += len(sep)
+        self._buf = buf[cut:]
+        return buf[:cut]
+
     def _detect(self, buf: bytes) -> bytes:
         lf = buf.find(b"\n")
         cr = buf.find(b"\r")
@@ -65,6 +81,8 @@ class SSEDecoder:
 
 
 def _parse_event(block: bytes, raw: bytes) -> SSEEvent:
+    if block.startswith(b"data: ") and b"\n" not in block and b"\r" not in block:
+        return SSEEvent("", block[6:], raw)  # the common one-line event, without the general parse
     event = ""
     data: list[bytes] = []
     for line in block.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
