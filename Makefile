@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 
 run: $(VENV)/.runtime
 	$(BIN)/meterway serve --config config.yaml
+
+demo: $(VENV)/.runtime
+	$(BIN)/meterway demo
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

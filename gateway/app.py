@@ -36,9 +36,12 @@ from gateway.proxy import Message, Proxy, Receive, Scope, Send, send_json
 from gateway.routing import ModelRouter
 from gateway.upstream import AiohttpUpstream, HttpxUpstream, Upstream
 from metrics.exporter import MetricsExporter
-from storage.api import StorageAPI
+from reconcile import api as reconcile_api
+from reconcile.metrics import build_reconcile_gauges
+from reconcile.settings import settings_from_config
 from storage.duckdb_sink import DuckDBSink
 from storage.event import UsageEvent
+from storage.runtime import StorageRuntime, build_storage
 from storage.writer import EventWriter
 
 log = logging.getLogger("meterway")
@@ -59,6 +62,7 @@ class Gateway:
     admin_key: str | None = None
     metrics: MetricsExporter | None = None
     governance: Governance | None = None
+    storage: StorageRuntime | None = None  # the writer's and sink's lifecycle and the storage routes
 
 
 class MeterwayApp:
@@ -93,13 +97,8 @@ def _with_request_id(send: Send) -> Send:
 
 def create_app(config: Config) -> MeterwayApp:
     pricer = EventPricer.from_config(config)
-    storage = config.storage
-    sink = DuckDBSink(storage.path, retention_days=storage.retention_days)
-    writer = EventWriter(
-        sink, storage.spool, storage.flush_interval_ms / 1000, fsync=storage.fsync,
-        fsync_interval=storage.fsync_interval_ms / 1000 if storage.fsync_interval_ms else None,
-        max_pending=storage.max_pending_events,
-    )  # fmt: skip
+    storage_runtime = build_storage(config, pricer)  # in this process, or a worker's view of the store process
+    sink, writer = storage_runtime.sink, storage_runtime.writer
     default_upstream = AiohttpUpstream()
     upstreams: dict[str, Upstream] = {}
     for name, provider in config.providers.items():
@@ -134,12 +133,12 @@ def create_app(config: Config) -> MeterwayApp:
     )
     gateway = Gateway(
         config, pricer, writer, sink, proxy, [default_upstream, *upstreams.values()], _admin_key(config), metrics,
-        governance,
+        governance, storage_runtime,
     )  # fmt: skip
-    storage_api = StorageAPI(sink, writer, pricer, {name: p.pricing_provider for name, p in config.providers.items()})
     control = Starlette(
-        routes=[*_control_routes(), metrics.route(), *storage_api.routes(), *governance_api.routes(_governance),
-                *dashboard.routes(_gateway)],
+        routes=[*_control_routes(), metrics.route(), *storage_runtime.routes(), *governance_api.routes(_governance),
+                *dashboard.routes(_gateway), *reconcile_api.routes(
+                    settings_from_config(config), sink.query, build_reconcile_gauges(metrics.registry))],
         lifespan=_lifespan(gateway),
         middleware=[Middleware(AdminGuard, key=gateway.admin_key)],
     )  # fmt: skip
@@ -158,7 +157,7 @@ def _admin_key(config: Config) -> str | None:
 def _lifespan(gateway: Gateway) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await gateway.writer.start()
+        await (gateway.storage or gateway.writer).start()
         if gateway.metrics is not None:
             await gateway.metrics.start()
         if gateway.governance is not None:
@@ -173,7 +172,7 @@ def _lifespan(gateway: Gateway) -> Any:
                 await upstream.close()
             if gateway.governance is not None:
                 await gateway.governance.stop()
-            await gateway.writer.stop()
+            await (gateway.storage or gateway.writer).stop()
             if gateway.metrics is not None:
                 await gateway.metrics.stop()
             log.info("event writer flushed: %d events stored", gateway.writer.stats.loaded)
@@ -198,7 +197,8 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     gw = _gateway(request)
-    checks = {"price_book": gw.pricer.loaded(), "storage": gw.sink.writable() and not gw.writer.degraded}
+    storage = await asyncio.to_thread(gw.sink.writable) and not gw.writer.degraded
+    checks = {"price_book": gw.pricer.loaded(), "storage": storage}
     return JSONResponse(
         {"ready": all(checks.values()), "checks": checks}, status_code=200 if all(checks.values()) else 503
     )

@@ -65,15 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(serve)
     serve.add_argument("--host", help="address to listen on (default: server.host)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1; more share one store)")
     serve.set_defaults(handler=cmd_serve)
 
     demo = sub.add_parser("demo", help="the gateway with a simulated upstream and generated traffic")
     _add_config(demo)
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--data", default="data/demo.duckdb", help="where the demo stores its events")
+    demo.add_argument("--data", default="data/demo/meterway.duckdb", help="where the demo stores its events")
     demo.add_argument("--requests", type=int, default=0, help="stop generating after N requests (0: keep going)")
+    demo.add_argument("--history-days", type=int, default=8, help="days of past traffic to fill in (default 8)")
+    demo.add_argument("--spike-after", type=float, default=30.0, help="seconds before the spend spike (default 30)")
     demo.set_defaults(handler=cmd_demo)
 
     from gateway import keys_cli

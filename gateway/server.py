@@ -2,11 +2,16 @@
 
 On SIGTERM or SIGINT uvicorn stops accepting, lets in-flight requests finish within the grace
 period, then the app's shutdown flushes every buffered event before the process exits 0.
+
+`serve(config, workers)`: with one worker and `storage.loader: inline` (the default for one
+worker) the gateway is this one process, store included. Otherwise the supervisor
+(gateway/supervisor.py) runs a store process and the workers.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 from types import FrameType
 
 import uvicorn
@@ -47,9 +52,33 @@ def uvicorn_config(config: Config) -> uvicorn.Config:
     )
 
 
+class WorkerServer(GatewayServer):
+    """A worker under the supervisor: a Ctrl-C reaches the whole process group, but only the supervisor's
+    SIGTERM stops a worker, so a second signal never cuts its graceful shutdown short."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig != signal.SIGINT:
+            super().handle_exit(sig, frame)
+
+
+def loader_for(config: Config, workers: int) -> str:
+    """`storage.loader`, defaulting to the store process when there are several workers."""
+    return config.storage.loader or ("process" if workers > 1 else "inline")
+
+
 def serve(config: Config, workers: int = 1) -> int:
-    if workers != 1:
-        log.error("--workers %d: multi-worker serving is not available yet; run one worker per port", workers)
+    if workers < 1:
+        log.error("--workers %d: expected at least 1", workers)
+        return 2
+    if loader_for(config, workers) == "process":
+        from gateway.supervisor import Supervisor
+
+        return Supervisor(config, workers).run()
+    if workers > 1:
+        log.error(
+            "--workers %d with storage.loader: inline: only one process may write the store; "
+            "drop storage.loader (several workers use a store process) or set it to process", workers
+        )  # fmt: skip
         return 2
     server = GatewayServer(uvicorn_config(config))
     log.info("meterway listening on http://%s:%d", config.server.host, config.server.port)

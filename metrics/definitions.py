@@ -6,7 +6,8 @@ feature and user labels are present only when their policy keeps them (see metri
 With `naming: opentelemetry` the token and duration metrics use the OpenTelemetry GenAI names
 (`gen_ai_client_token_usage`, `gen_ai_client_operation_duration_seconds`) instead; `both` exports
 both. The writer's counters and queue depth come from metrics.writer; budget gauges from
-`build_budget_gauges`, for the governance code.
+`build_budget_gauges`, anomaly counts and month-end forecasts from `build_insight_metrics`, for the
+governance code.
 """
 
 from __future__ import annotations
@@ -153,3 +154,34 @@ def build_budget_gauges(registry: CollectorRegistry | None) -> Gauge:
         registry=registry,
         multiprocess_mode="mostrecent",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class InsightMetrics:
+    anomalies: Counter
+    forecast: Gauge
+
+
+def build_insight_metrics(registry: CollectorRegistry | None) -> InsightMetrics:
+    """What the governance schedule exports: anomalies found, and month-end spend forecasts.
+
+    `meterway_forecast_month_end` has one series for the whole gateway (`tenant="__all__"`) and one per
+    tenant among the few biggest, so its cardinality stays bounded however many tenants there are.
+    """
+    anomalies = Counter(
+        "meterway_anomalies",
+        "Hourly spend or token anomalies found by the gateway's anomaly schedule, each counted once, by metric.",
+        ("metric",),
+        registry=registry,
+    )
+    for metric in ("spend", "tokens"):
+        anomalies.labels(metric)
+    forecast = Gauge(
+        "meterway_forecast_month_end",
+        'Expected spend at the end of this month in the reporting currency: tenant="__all__" for everything, '
+        "else one of the top tenants.",
+        ("tenant", "currency"),
+        registry=registry,
+        multiprocess_mode="mostrecent",
+    )
+    return InsightMetrics(anomalies, forecast)

@@ -51,6 +51,23 @@ from storage.timerange import QueryError, TimeRange, parse_month
 from storage.writer import EventWriter
 
 MAX_RECORDS = 10_000
+# (path, handler, methods): also what a gateway worker forwards to the store process (storage/remote.py)
+ROUTES: tuple[tuple[str, str, list[str] | None], ...] = (
+    ("/admin/summary", "summary", None),
+    ("/admin/tenants/{tenant}/summary", "summary", None),
+    ("/admin/tenants/{tenant}/daily", "daily", None),
+    ("/admin/daily", "daily", None),
+    ("/admin/top-tenants", "top_tenants", None),
+    ("/admin/costs/{by}", "costs", None),
+    ("/admin/tokens/hourly", "tokens", None),
+    ("/admin/events", "events", None),
+    ("/admin/events/{request_id}", "event", None),
+    ("/admin/bill", "bill", None),
+    ("/admin/export", "export", None),
+    ("/admin/reprice", "reprice", ["POST"]),
+    ("/admin/storage", "status", None),
+    ("/v1/usage", "ingest", ["POST"]),
+)
 Work = Callable[[dict[str, str], Any], tuple[Any, Table | None]]
 
 
@@ -72,22 +89,7 @@ class StorageAPI:
         self.price_as = dict(price_as)
 
     def routes(self) -> list[Route]:
-        return [
-            Route("/admin/summary", self.summary),
-            Route("/admin/tenants/{tenant}/summary", self.summary),
-            Route("/admin/tenants/{tenant}/daily", self.daily),
-            Route("/admin/daily", self.daily),
-            Route("/admin/top-tenants", self.top_tenants),
-            Route("/admin/costs/{by}", self.costs),
-            Route("/admin/tokens/hourly", self.tokens),
-            Route("/admin/events", self.events),
-            Route("/admin/events/{request_id}", self.event),
-            Route("/admin/bill", self.bill),
-            Route("/admin/export", self.export),
-            Route("/admin/reprice", self.reprice, methods=["POST"]),
-            Route("/admin/storage", self.status),
-            Route("/v1/usage", self.ingest, methods=["POST"]),
-        ]
+        return [Route(path, getattr(self, name), methods=methods) for path, name, methods in ROUTES]
 
     @property
     def reporting_currency(self) -> str:
@@ -223,7 +225,7 @@ class StorageAPI:
         def work(p: dict[str, str], cur: Any) -> tuple[Any, Table | None]:
             row = cur.execute(f"SELECT count(*), min(ts), max(ts) FROM {EVENTS}").fetchone()
             return {
-                "schema_version": CURRENT_VERSION, "path": str(self.sink.path),
+                "schema_version": CURRENT_VERSION, "path": self.sink.location,
                 "retention_days": self.sink.retention_days, "degraded": self.writer.degraded,
                 "writer": asdict(self.writer.stats), "events": {"stored": row[0], "oldest": row[1], "newest": row[2]},
             }, None  # fmt: skip

@@ -2,8 +2,8 @@
 
 Segments are newline-delimited JSON written by the writer; DuckDB parses them itself
 (`read_json`), so loading a batch costs the event loop nothing and holds the GIL only briefly.
-A load is one transaction: the segment is staged, the events whose request_id is not stored yet
-are inserted, and exactly those are added to the rollups. A segment replayed after a crash thus
+A load is one transaction over one or more segments: they are staged, the events whose request_id
+is not stored yet are inserted, and exactly those are added to the rollups. A segment replayed after a crash thus
 neither duplicates a row nor counts an event twice in a rollup.
 
 Finding the new events compares the batch with stored events of the same time window (cheap:
@@ -83,13 +83,19 @@ class DuckDBSink:
     def __init__(self, path: Path, retention_days: int | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.retention_days = retention_days
-        self._con = open_duckdb(path)
+        self.location = str(path)  # what status pages show as where events are stored
+        self.workdir = path.parent  # for scratch files
+        con = open_duckdb(path)
         try:
-            self.upgraded_from = migrate(self._con, path)
+            self.upgraded_from = migrate(con, path)
         except SchemaError as exc:
-            self._con.close()
+            con.close()
             raise StorageError(str(exc)) from None
+        self._setup(con, retention_days)
+
+    def _setup(self, con: duckdb.DuckDBPyConnection, retention_days: int | None) -> None:
+        self.retention_days = retention_days
+        self._con = con
         self._lock = threading.Lock()
         self._reader_lock = threading.Lock()
         self._readers = self._con.cursor()
@@ -103,19 +109,27 @@ class DuckDBSink:
         row = self._con.execute(f"SELECT value FROM {META} WHERE key = 'retention_watermark'").fetchone()
         self.watermark: datetime | None = datetime.fromisoformat(row[0]) if row else None
 
+    def apply_rollups(self, con: duckdb.DuckDBPyConnection, source: str, sign: int = 1) -> None:
+        """Add (or with sign -1 take away) the events in `source` to the rollups, inside the caller's transaction."""
+        rollups.apply(con, source, sign)
+
     # -- loading ---------------------------------------------------------------------------------
 
     def load_segment(self, segment: Path) -> int:
         """Insert a journal segment's events and add the new ones to the rollups; returns how many were new."""
+        return self.load_segments([segment])
+
+    def load_segments(self, segments: list[Path]) -> int:
+        """Load several segments in one transaction (what a store process fed by many workers does)."""
         with self._lock:
             try:
-                return self._load(segment, windowed=True)
+                return self._load(segments, windowed=True)
             except duckdb.ConstraintException:
-                return self._load(segment, windowed=False)
+                return self._load(segments, windowed=False)
 
     def load_events(self, events: Iterable[UsageEvent]) -> int:
         """Store events directly (as one segment); returns how many were new."""
-        fd, name = tempfile.mkstemp(prefix="meterway-", suffix=".jsonl", dir=self.path.parent)
+        fd, name = tempfile.mkstemp(prefix="meterway-", suffix=".jsonl", dir=self.workdir)
         try:
             with os.fdopen(fd, "wb") as out:
                 for event in events:
@@ -125,11 +139,12 @@ class DuckDBSink:
             with contextlib.suppress(OSError):
                 os.unlink(name)
 
-    def _load(self, segment: Path, *, windowed: bool) -> int:
+    def _load(self, segments: list[Path], *, windowed: bool) -> int:
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(self._stage_sql, [str(segment), self.watermark or datetime.min.replace(tzinfo=UTC)])
+            files = [str(segment) for segment in segments]
+            con.execute(self._stage_sql, [files, self.watermark or datetime.min.replace(tzinfo=UTC)])
             stored = f"(SELECT request_id FROM {TABLE}"
             if windowed:
                 stored += " WHERE ts BETWEEN (SELECT min(ts) FROM _stage) AND (SELECT max(ts) FROM _stage)"
@@ -139,10 +154,10 @@ class DuckDBSink:
             row = con.execute("SELECT count(*) FROM _new").fetchone()
             if row and row[0]:
                 con.execute(f"INSERT INTO {TABLE} ({self._names}) SELECT {self._names} FROM _new")
-                rollups.apply(con, "_new")
+                self.apply_rollups(con, "_new")
             con.execute("COMMIT")
         except Exception:
-            con.execute("ROLLBACK")
+            _rollback(con)
             raise
         finally:
             con.execute("DROP TABLE IF EXISTS _stage; DROP TABLE IF EXISTS _new")
@@ -153,15 +168,18 @@ class DuckDBSink:
     def transaction(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `work` in one write transaction, serialized with loads."""
         with self._lock:
-            con = self._con
-            con.execute("BEGIN TRANSACTION")
-            try:
-                result = work(con)
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
-            return result
+            return self._transaction(work)
+
+    def _transaction(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            result = work(con)
+            con.execute("COMMIT")
+        except Exception:
+            _rollback(con)
+            raise
+        return result
 
     def apply_retention(self, now: datetime | None = None) -> int:
         """Drop raw events older than `retention_days`; rollups keep them. Returns how many were dropped."""
@@ -199,10 +217,13 @@ class DuckDBSink:
         with self._reader_lock:
             cur = self._readers.cursor()
         try:
-            cur.execute("SET TimeZone = 'UTC'")
+            self._prepare_cursor(cur)
             yield cur
         finally:
             cur.close()
+
+    def _prepare_cursor(self, cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute("SET TimeZone = 'UTC'")
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with self.reader() as cur:
@@ -220,3 +241,9 @@ class DuckDBSink:
             with self._reader_lock:
                 self._readers.close()
             self._con.close()
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back whatever is open; a failed COMMIT has already ended the transaction."""
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")

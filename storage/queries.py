@@ -309,3 +309,71 @@ def _event_row(row: tuple[Any, ...]) -> list[Any]:
     if isinstance(out[i], str):
         out[i] = orjson.loads(out[i])
     return out
+
+
+# -- dashboard helpers ---------------------------------------------------------------------------
+
+
+def totals(cur: duckdb.DuckDBPyConnection, rng: TimeRange, filters: Filters, reporting_currency: str) -> dict[str, Any]:
+    """Totals over a range: the counts, `costs` per price currency, and `cost_reporting` in `reporting_currency`."""
+    out: dict[str, Any] = {c: 0 for c in COUNTS} | {"costs": {}, "cost_reporting": Decimal(0)}
+    for (_, reporting), agg in _grouped(cur, None, "month", rng, filters).items():
+        for name in COUNTS:
+            out[name] += agg[name]
+        for currency, amount in agg["costs"].items():
+            out["costs"][currency] = out["costs"].get(currency, Decimal(0)) + amount
+        if reporting == reporting_currency:
+            out["cost_reporting"] += agg["cost_reporting"]
+    out["costs"] = dict(sorted(out["costs"].items()))
+    return out
+
+
+def series_by(
+    cur: duckdb.DuckDBPyConnection, by: str, grain: str, rng: TimeRange, filters: Filters, reporting_currency: str
+) -> dict[str, list[tuple[datetime, Decimal, int]]]:
+    """{tenant (feature, model, provider): [(bucket, cost in the reporting currency, total tokens)]}, in time order."""
+    if by not in BY or grain not in GRAINS:
+        raise QueryError("by", f"expected one of {', '.join(BY)} by one of {', '.join(GRAINS)}")
+    if grain == "hour":
+        _check_hours(rng)
+    src, params = _source(rng, grain)
+    where, wparams = filters.rollup_where()
+    sql = (
+        f"SELECT {BY[by]} AS k, date_trunc('{grain}', bucket) AS b, "
+        f"coalesce(sum(cost_reporting) FILTER (WHERE reporting_currency = ?), 0), sum(total_tokens)::BIGINT "
+        f"FROM {src} r WHERE {where} GROUP BY ALL ORDER BY k, b"
+    )
+    out: dict[str, list[tuple[datetime, Decimal, int]]] = {}
+    for key, bucket, cost, tokens in cur.execute(sql, [reporting_currency, *params, *wparams]).fetchall():
+        out.setdefault(key or NONE_KEY, []).append((bucket, cost, tokens))
+    return out
+
+
+LATENCY_COLUMNS = ["model", "requests", "p50_ms", "p95_ms", "p99_ms", "ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms"]
+
+
+def latency(cur: duckdb.DuckDBPyConnection, rng: TimeRange, filters: Filters, limit: int = 20) -> Table:
+    """p50/p95/p99 of duration and of time to first byte (streams) of successful requests: overall, then per model.
+
+    Percentiles cannot be added up from rollups, so this reads raw events: keep `rng` short (a day).
+    The overall row comes first with `model` None; events without a model are listed as "(none)".
+    """
+    where, params = filters.rollup_where()
+    marks = "[0.5, 0.95, 0.99]"
+    sql = (
+        f"SELECT GROUPING(model) AS overall, model, count(*)::BIGINT AS n, quantile_cont(duration_ms, {marks}), "
+        f"quantile_cont(ttft_ms, {marks}) FROM {EVENTS} WHERE ts >= ? AND ts < ? AND {where} "
+        f"AND error_type IS NULL AND coalesce(status_code, 0) < 400 "
+        f"GROUP BY GROUPING SETS ((model), ()) ORDER BY overall DESC, n DESC, model LIMIT ?"
+    )
+    since = rng.since or datetime.min.replace(tzinfo=UTC)
+    rows = []
+    for overall, model, n, duration, ttft in cur.execute(sql, [since, rng.until, *params, limit + 1]).fetchall():
+        if overall and not n:
+            continue
+        rows.append([None if overall else (model or NONE_KEY), n, *_marks(duration), *_marks(ttft)])
+    return Table(LATENCY_COLUMNS, rows)
+
+
+def _marks(values: list[float | None] | None) -> list[float | None]:
+    return [None if v is None else round(float(v), 1) for v in values] if values else [None, None, None]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,7 +24,6 @@ import duckdb
 import orjson
 
 from gateway.usage import Usage
-from storage import rollups
 from storage.duckdb_sink import DuckDBSink
 from storage.event import COLUMNS, MONEY
 from storage.ingest import EventPricing
@@ -36,6 +35,7 @@ PRICE_COLUMNS = ("currency", *MONEY, "reporting_currency", "price_id", "pricing_
 _READ = ("request_id", "ts", "provider", "model", "model_requested", "tenant_id", "input_tokens", "cached_input_tokens",
          "cache_write_tokens", "output_tokens", "reasoning_tokens", *PRICE_COLUMNS)  # fmt: skip
 _TYPES = dict(COLUMNS)
+ApplyRollups = Callable[[duckdb.DuckDBPyConnection, str, int], None]
 
 
 @dataclass(slots=True)
@@ -65,7 +65,7 @@ def reprice(
 ) -> RepriceResult:
     result = RepriceResult(rng.since, rng.until, dry_run=dry_run)
     names = {name: i for i, name in enumerate(_READ)}
-    fd, changes = tempfile.mkstemp(prefix="meterway-reprice-", suffix=".jsonl", dir=sink.path.parent)
+    fd, changes = tempfile.mkstemp(prefix="meterway-reprice-", suffix=".jsonl", dir=sink.workdir)
     try:
         with os.fdopen(fd, "wb") as out, sink.reader() as cur:
             cond, params = "ts < ?", [rng.until]
@@ -84,7 +84,7 @@ def reprice(
                         result.examples.append({"request_id": row[0], "old": _plain(old), "new": _plain(new)})
                     out.write(orjson.dumps({"request_id": row[0], **_plain(new)}) + b"\n")
         if result.changed and not dry_run:
-            sink.transaction(lambda con: _rewrite(con, Path(changes), book_version))
+            sink.transaction(lambda con: _rewrite(con, Path(changes), book_version, sink.apply_rollups))
     finally:
         os.unlink(changes)
     return result
@@ -114,7 +114,9 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
     return {k: decimal_text(v) if isinstance(v, Decimal) else v for k, v in values.items()}
 
 
-def _rewrite(con: duckdb.DuckDBPyConnection, changes: Path, book_version: str | None) -> None:
+def _rewrite(
+    con: duckdb.DuckDBPyConnection, changes: Path, book_version: str | None, apply_rollups: ApplyRollups
+) -> None:
     columns = "{'request_id': 'VARCHAR', " + ", ".join(f"'{c}': '{_TYPES[c]}'" for c in PRICE_COLUMNS) + "}"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _reprice AS SELECT * FROM read_json(?, format='newline_delimited', "
@@ -129,8 +131,8 @@ def _rewrite(con: duckdb.DuckDBPyConnection, changes: Path, book_version: str | 
         f"INSERT INTO {AUDIT} SELECT e.request_id, ?, ?, {old}, {new} FROM {joined}", [datetime.now(UTC), book_version]
     )
     touched = f"(SELECT e.* FROM {EVENTS} e SEMI JOIN _reprice r USING (request_id)) AS touched"
-    rollups.apply(con, touched, sign=-1)
+    apply_rollups(con, touched, -1)
     sets = ", ".join(f"{c} = r.{c}" for c in PRICE_COLUMNS)
     con.execute(f"UPDATE {EVENTS} SET {sets} FROM _reprice r WHERE {EVENTS}.request_id = r.request_id")
-    rollups.apply(con, touched, sign=1)
+    apply_rollups(con, touched, 1)
     con.execute("DROP TABLE _reprice")

@@ -9,6 +9,10 @@ primary key; queries turn '' back into "none".
 to all three rollups with an upsert; `apply(..., sign=-1)` takes them away (a re-price takes the
 old costs away and adds the new ones). The sink calls it, in the same transaction as the insert,
 with exactly the rows that were new, so a replayed event is never counted twice.
+
+A store without primary keys and with several writers (DuckLake) uses `append` instead: the
+aggregates go in as extra rows, readers sum them (every query groups and sums anyway), and `fold`
+later merges each key's rows into one.
 """
 
 from __future__ import annotations
@@ -38,14 +42,13 @@ class Executes(Protocol):
     def execute(self, query: str, parameters: object = ..., /) -> object: ...
 
 
-def create_sql(table: str) -> str:
+def create_sql(table: str, primary_key: bool = True) -> str:
+    """The rollup table's DDL; without the primary key for stores that have none (DuckLake)."""
     counts = ", ".join(f"{name} BIGINT NOT NULL" for name in MEASURE_NAMES if name not in MONEY)
     money = ", ".join(f"{name} DECIMAL(38,12) NOT NULL" for name in MONEY)
     dims = ", ".join(f"{name} VARCHAR NOT NULL" for name in DIMENSIONS)
-    return (
-        f"CREATE TABLE {table} (bucket TIMESTAMPTZ NOT NULL, {dims}, {counts}, {money}, "
-        f"PRIMARY KEY ({', '.join(KEYS)}))"
-    )
+    key = f", PRIMARY KEY ({', '.join(KEYS)})" if primary_key else ""
+    return f"CREATE TABLE {table} (bucket TIMESTAMPTZ NOT NULL, {dims}, {counts}, {money}{key})"
 
 
 def key_exprs(grain: str) -> list[str]:
@@ -67,6 +70,27 @@ def add_sql(table: str, source: str, sign: int = 1) -> str:
         f"INSERT INTO {table} AS r {aggregate_sql(table, source, sign)} "
         f"ON CONFLICT ({', '.join(KEYS)}) DO UPDATE SET {updates}"
     )
+
+
+def append(con: Executes, source: str, sign: int = 1) -> None:
+    """Insert the aggregates of `source` as extra rows (deltas): a key may then have several rows, summed by
+    every reader and folded by `fold`. Inserts never conflict with each other, so several writers may append at once.
+    """
+    for table in TABLES:
+        con.execute(f"INSERT INTO {table} {aggregate_sql(table, source, sign)}")
+
+
+def fold(con: Executes, table: str) -> None:
+    """Replace the rows of each key that has several by one row holding their sums (in the caller's transaction)."""
+    keys = ", ".join(KEYS)
+    sums = ", ".join(f"sum({name}) AS {name}" for name in MEASURE_NAMES)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _fold AS SELECT {keys}, {sums} FROM {table} GROUP BY ALL HAVING count(*) > 1"
+    )
+    match = " AND ".join(f"{table}.{k} = f.{k}" for k in KEYS)
+    con.execute(f"DELETE FROM {table} USING _fold f WHERE {match}")
+    con.execute(f"INSERT INTO {table} SELECT * FROM _fold WHERE requests <> 0")
+    con.execute("DROP TABLE _fold")
 
 
 def apply(con: Executes, source: str, sign: int = 1) -> None:

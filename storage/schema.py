@@ -41,7 +41,7 @@ _V1_EVENT_COLUMNS = """
   reporting_currency VARCHAR, price_id VARCHAR, pricing_status VARCHAR
 """
 
-_AUDIT_DDL = f"""CREATE TABLE {AUDIT} (
+AUDIT_DDL = f"""CREATE TABLE {AUDIT} (
   request_id VARCHAR NOT NULL, repriced_at TIMESTAMPTZ NOT NULL, book_version VARCHAR,
   old_price_id VARCHAR, old_pricing_status VARCHAR, old_currency VARCHAR,
   old_input_cost DECIMAL(38,12), old_cached_input_cost DECIMAL(38,12), old_cache_write_cost DECIMAL(38,12),
@@ -71,7 +71,7 @@ def _v2(con: duckdb.DuckDBPyConnection) -> None:
     for table in rollups.TABLES:
         con.execute(rollups.create_sql(table))
     rollups.apply(con, EVENTS)  # backfill from the events already stored
-    con.execute(_AUDIT_DDL)
+    con.execute(AUDIT_DDL)
 
 
 MIGRATIONS: tuple[Migration, ...] = (

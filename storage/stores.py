@@ -5,6 +5,7 @@ DuckDB lets one process open a file for writing, and no other process may open i
 (after loading any journal a stopped gateway left behind), and otherwise go through the running
 gateway's admin API: at `--url`, by default the configured server address, with the admin key
 from `auth.admin_key_env`. Both run the same query, ingest and re-price code, so they answer alike.
+With `storage.backend: ducklake` the commands always open the lake themselves: it has many writers.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from gateway.admin import admin_key
 from gateway.config import Config
 from gateway.costing import EventPricer
 from storage import queries
-from storage.duckdb_sink import DuckDBSink, StorageError, StorageLocked
+from storage.duckdb_sink import StorageError, StorageLocked
 from storage.export import export_events
 from storage.ingest import Invalid, Rejected, UsageIngestor, read_jsonl
+from storage.journal import SpoolLock, claim_orphans, closed_segments
 from storage.params import filters_of, limit_of, range_of, span_for
 from storage.reprice import reprice
+from storage.sinks import open_sink
 from storage.tabular import Table
 from storage.timerange import QueryError, parse_month
 
@@ -67,7 +70,7 @@ def open_store(config: Config, url: str | None = None, must_exist: bool = True) 
         store = RemoteStore(url, admin_key(config.raw))
     else:
         path = config.storage.path
-        if must_exist and not path.exists():
+        if must_exist and config.storage.backend == "duckdb" and not path.exists():
             raise StoreError(f"no events stored yet: {path} does not exist (check storage.path in the config)")
         try:
             store = LocalStore(config)
@@ -90,17 +93,25 @@ def gateway_url(config: Config) -> str:
 class LocalStore:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.sink = DuckDBSink(config.storage.path, retention_days=config.storage.retention_days)
-        self.where = str(config.storage.path)
+        self.sink = open_sink(config.storage)
+        self.where = self.sink.location
         self._pricer: EventPricer | None = None
         self._replay_journal()
 
     def _replay_journal(self) -> None:
-        """Events a stopped gateway journaled but did not load yet; the gateway would load them at start."""
+        """Events a stopped gateway journaled but did not load yet; the gateway would load them at start.
+        Left alone while a running gateway loads the journal (a DuckLake lets the command in meanwhile)."""
         spool = self.config.storage.spool
-        for segment in sorted(spool.glob("*.jsonl")) if spool.is_dir() else []:
-            self.sink.load_segment(segment)
-            segment.unlink()
+        lock = SpoolLock.try_take(spool) if spool.is_dir() else None
+        if lock is None:
+            return
+        try:
+            claim_orphans(spool)
+            for segment in closed_segments(spool):
+                self.sink.load_segment(segment)
+                segment.unlink()
+        finally:
+            lock.release()
 
     @property
     def pricer(self) -> EventPricer:

@@ -1,49 +1,57 @@
 """The event writer: the request path's only contact with storage, and it never waits.
 
-`submit(event)` appends one JSON line to the current journal segment with a single `write()`
+`submit(event)` appends one JSON line to this process's journal segment with a single `write()`
 before the client gets the end of its answer; from then on the event survives a crash of this
-process (the kernel holds the bytes). Every `flush_interval` a task rotates the segment and loads
-it into the sink in a worker thread; a loaded segment is deleted. Segments left over by a crash
-are loaded at start. The sink ignores request ids it already has, so a segment loaded twice never
-counts an event twice.
+process (the kernel holds the bytes). Every `flush_interval` a task rotates the segment: it is
+renamed from `.open` to `.jsonl` and so handed over (storage/journal.py).
+
+A writer with a sink is its spool's loader: after each rotation it loads every closed segment in
+the spool into the sink in a worker thread (its own, other processes' in the same spool, and those
+of processes that died) and deletes each once loaded. A single-process gateway is such a writer;
+with several workers, each worker's writer has no sink and only journals, while the store process
+(storage/store_process.py) runs the one loading writer. Segments left over by a crash are loaded at
+start. The sink ignores request ids it already has, so a segment loaded twice never counts an event
+twice.
 
 fsync policy (`storage.fsync`), which only matters for a power loss or kernel crash:
-  interval (default): the journal is fsynced every `fsync_interval` (default: the flush interval)
-      from a worker thread, so a power loss costs at most that much of the most recent events
-      while the request path never waits for a disk.
+  interval (default): a segment is fsynced before it is loaded, and the open one every
+      `fsync_interval` (default: the flush interval) from a worker thread, so a power loss costs at
+      most that much of the most recent events while the request path never waits for a disk.
   always: fsync after every event; nothing is lost even on power loss, but each request waits
       for the disk (a few ms on SSD, far more on network or spinning disks).
   never: leave it to the OS (usually ~30 s of exposure); for throwaway or test setups.
 
-Backlog: events journaled but not yet loaded are `pending`. When the sink cannot keep up or is
-failing and `pending` passes `max_pending`, the writer keeps journaling (the disk is the buffer,
-nothing is dropped) but degrades visibly: `stats.backlog_full` counts every event taken while over
-the limit, a warning is logged when it starts and when it ends, and `degraded` turns readiness off
-so a load balancer sends traffic elsewhere. Only a failing journal write drops an event, which is
-counted in `stats.dropped` and logged.
+Backlog: events this process journaled whose segment is not loaded yet are `pending` (a segment
+counts as loaded once the loader has deleted it). When the loader cannot keep up or is failing and
+`pending` passes `max_pending`, the writer keeps journaling (the disk is the buffer, nothing is
+dropped) but degrades visibly: `stats.backlog_full` counts every event taken while over the limit,
+a warning is logged when it starts and when it ends, and `degraded` turns readiness off so a load
+balancer sends traffic elsewhere. Only a failing journal write drops an event, which is counted in
+`stats.dropped` and logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from storage.event import UsageEvent
+from storage.journal import SegmentFile, SpoolLock, claim_orphans, closed_segments
 
 log = logging.getLogger("meterway.storage")
+LOAD_BATCH = 256  # segments loaded in one transaction
+HANDOFF_WAIT = 5.0  # seconds a journal-only writer waits at stop for the loader to take its last segments
 
 
 class EventSink(Protocol):
     """Where journal segments go. `maintain()` is periodic housekeeping (retention, compaction)."""
 
-    def load_segment(self, segment: Path) -> int: ...
+    def load_segments(self, segments: list[Path]) -> int: ...
 
     def maintain(self) -> None: ...
 
@@ -63,7 +71,7 @@ class WriterStats:
 class EventWriter:
     def __init__(
         self,
-        sink: EventSink,
+        sink: EventSink | None,
         spool: Path,
         flush_interval: float = 0.2,
         fsync: str = "interval",
@@ -71,7 +79,7 @@ class EventWriter:
         fsync_interval: float | None = None,
         max_pending: int = 1_000_000,
     ) -> None:
-        self.sink = sink
+        self.sink = sink  # None: journal only, another process loads the spool
         self.spool = spool
         self.flush_interval = flush_interval
         self.fsync = fsync
@@ -80,23 +88,29 @@ class EventWriter:
         self.stats = WriterStats()
         self.degraded = False
         self._syncer: asyncio.Task[None] | None = None
-        self._seq = itertools.count()
+        self._segment: SegmentFile | None = None
         self._fd = -1
-        self._segment: Path | None = None
-        self._segment_events = 0
-        self._backlog: list[tuple[Path, int]] = []  # rotated segments not yet loaded
+        self._backlog: list[tuple[Path, int]] = []  # this process's rotated segments not loaded yet
+        self._spool_lock: SpoolLock | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
 
+    def claim_spool(self) -> None:
+        """Become the spool's one loader (a writer with a sink); raises SpoolBusy if another process is."""
+        if self.sink is not None and self._spool_lock is None:
+            self._spool_lock = SpoolLock(self.spool)
+
     async def start(self) -> None:
         self.spool.mkdir(parents=True, exist_ok=True)
-        leftovers = sorted(self.spool.glob("*.jsonl"))
-        self._backlog.extend((p, 0) for p in leftovers)
-        if leftovers:
-            log.info("replaying %d journal segment(s) from %s", len(leftovers), self.spool)
+        if self.sink is not None:
+            self.claim_spool()
+            claim_orphans(self.spool)
+            leftovers = closed_segments(self.spool)
+            if leftovers:
+                log.info("replaying %d journal segment(s) from %s", len(leftovers), self.spool)
         self._open_segment()
-        await self._load_backlog()
+        await self._load_spool()
         self._task = asyncio.create_task(self._run(), name="meterway-event-writer")
         if self.fsync == "interval" and self.fsync_interval < self.flush_interval:
             self._syncer = asyncio.create_task(self._sync_periodically(), name="meterway-journal-fsync")
@@ -114,7 +128,8 @@ class EventWriter:
             return
         self.stats.submitted += 1
         self.stats.pending += 1
-        self._segment_events += 1
+        if self._segment is not None:
+            self._segment.events += 1
         if self.stats.pending > self.max_pending:
             self.stats.backlog_full += 1
             if not self.degraded:
@@ -125,11 +140,11 @@ class EventWriter:
                 )  # fmt: skip
 
     async def flush(self) -> None:
-        """Rotate the current segment (if it has events) and load everything pending."""
+        """Rotate the current segment (if it has events); a loader then loads everything closed."""
         async with self._flush_lock:
-            if self._segment_events:
+            if self._segment is not None and self._segment.events:
                 self._rotate()
-            await self._load_backlog()
+            await self._load_spool()
             if self.degraded and self.stats.pending <= self.max_pending:
                 self.degraded = False
                 log.warning("storage backlog cleared: %d events pending", self.stats.pending)
@@ -141,13 +156,27 @@ class EventWriter:
         if self._syncer is not None:
             await self._syncer
         await self.flush()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        if self._segment is not None and self._segment_events == 0:
-            with contextlib.suppress(OSError):
-                self._segment.unlink()
-        await asyncio.to_thread(self.sink.close)
+        if self._segment is not None:
+            events = self._segment.events
+            self._backlog += [(p, events) for p in [self._segment.close(keep=events > 0)] if p is not None]
+            self._segment, self._fd = None, -1
+            await self._load_spool()
+        if self.sink is None:
+            await self._wait_for_handoff()
+        if self.sink is not None:
+            await asyncio.to_thread(self.sink.close)
+        if self._spool_lock is not None:
+            self._spool_lock.release()
+
+    async def _wait_for_handoff(self) -> None:
+        """Give the loader a moment to take the last segments, so the stats say what was stored (bounded:
+        the segments are safe in the journal either way)."""
+        deadline = asyncio.get_running_loop().time() + HANDOFF_WAIT + self.flush_interval
+        while self._backlog and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(min(self.flush_interval, 0.05))
+            await self._load_spool()
+        if self._backlog:
+            log.info("%d journaled events are left for the store process to load", self.stats.pending)
 
     async def _run(self) -> None:
         while not self._stop.is_set():
@@ -157,7 +186,8 @@ class EventWriter:
                 return
             try:
                 await self.flush()
-                await asyncio.to_thread(self.sink.maintain)
+                if self.sink is not None:
+                    await asyncio.to_thread(self.sink.maintain)
             except Exception:  # the writer must outlive any one bad batch
                 log.exception("event flush failed; will retry")
 
@@ -176,37 +206,48 @@ class EventWriter:
                 os.close(fd)
 
     def _open_segment(self) -> None:
-        name = f"{os.getpid()}-{time.time_ns()}-{next(self._seq):06d}.jsonl"
-        self._segment = self.spool / name
-        self._fd = os.open(self._segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        self._segment_events = 0
+        self._segment = SegmentFile(self.spool)
+        self._fd = self._segment.fd
 
     def _rotate(self) -> None:
         assert self._segment is not None
-        old_fd, old = self._fd, self._segment
-        self._backlog.append((old, self._segment_events))
+        old = self._segment
         self._open_segment()
-        os.close(old_fd)  # synced by the loading thread, so the event loop never waits for the disk
+        closed = old.close()  # synced by the loading thread, so the event loop never waits for the disk
+        assert closed is not None
+        self._backlog.append((closed, old.events))
 
-    async def _load_backlog(self) -> None:
-        while self._backlog:
-            segment, count = self._backlog[0]
+    async def _load_spool(self) -> None:
+        """Load every closed segment (a loader only), then count this process's segments that are gone."""
+        if self.sink is not None:
             try:
-                await asyncio.to_thread(self._load, segment)
+                await asyncio.to_thread(self._load_all)
             except Exception as exc:
                 self.stats.load_errors += 1
-                log.error("loading %s failed (kept for retry): %s", segment.name, exc)
-                return
-            self._backlog.pop(0)
-            self.stats.loaded += count
-            self.stats.pending -= count
+                log.error("loading the journal failed (segments kept for retry): %s", exc)
+        if self._backlog:
+            gone = [(path, count) for path, count in self._backlog if not path.exists()]
+            for item in gone:
+                self._backlog.remove(item)
+                self.stats.loaded += item[1]
+                self.stats.pending -= item[1]
 
-    def _load(self, segment: Path) -> None:
+    def _load_all(self) -> None:
+        claim_orphans(self.spool)
+        segments = closed_segments(self.spool)
+        for start in range(0, len(segments), LOAD_BATCH):
+            self._load(segments[start : start + LOAD_BATCH])
+
+    def _load(self, segments: list[Path]) -> None:
+        """One transaction for a batch of segments: with many workers, one per worker per interval adds up."""
+        assert self.sink is not None
         if self.fsync == "interval":
-            fd = os.open(segment, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        self.sink.load_segment(segment)
-        segment.unlink()
+            for segment in segments:
+                fd = os.open(segment, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        self.sink.load_segments(segments)
+        for segment in segments:
+            segment.unlink()

@@ -22,12 +22,46 @@ import orjson
 from gateway.estimate import count_prompt, count_tokens
 from gateway.providers import openai
 
-_WORDS = tuple(
-    (
-        "the gateway meters every request so teams see where the money goes ; tokens flow through streams "
-        "and each chunk is relayed at once while usage is read on the side . 成本 透明 每个 请求 都 有 记录 。"
-    ).split()
-)
+# Canned answers, picked by a keyword of the prompt, so a demo conversation reads like one.
+_ANSWERS: tuple[tuple[str, str], ...] = (
+    ("agreement", "The agreement runs for twelve months and renews automatically unless either party gives sixty "
+     "days' notice. Fees are invoiced monthly in arrears and are due within thirty days. Liability is capped at the "
+     "fees paid in the previous twelve months, and either party may terminate for a material breach that is not "
+     "cured within thirty days. The supplier must keep customer data in the agreed region and report any security "
+     "incident within forty-eight hours."),
+    ("meeting notes", "- The billing export ships on Friday, after one more review of currency rounding.\n- Support "
+     "tickets about late invoices fell by a third since the reminder emails went out.\n- Open question: move the "
+     "nightly reconciliation job to an earlier slot so reports are ready by 8:00."),
+    ("passages", "According to the passages, you can return an unused item within 30 days of delivery for a full "
+     "refund. Shipping costs are refunded only if the item arrived damaged or was not what you ordered. Refunds go "
+     "back to the original payment method within five business days."),
+    ("into English", "The meeting has moved to Thursday afternoon. Please bring the updated budget figures and the "
+     "draft contract so we can review them together."),
+    ("into Chinese", "会议改到周四下午。请带上更新后的预算数字和合同草稿，我们一起审阅。"),
+    ("物流", "很抱歉给您带来不便。物流信息有时会延迟一到两天更新。"
+     "如果明天仍没有变化，请回复您的订单号，我们会联系快递公司为您核实。"),
+    ("password", "To reset your password, open Settings, choose Security and select Reset password. We will email "
+     "you a link that stays valid for 30 minutes. If it does not arrive, check your spam folder or ask an "
+     "administrator to send it again."),
+    ("invoice", "The first charge is a temporary authorization that your bank releases within a few days; the "
+     "second one is the actual payment for March. If both are still there next week, reply with the invoice "
+     "number and we will refund the duplicate."),
+    ("", "Sure. The quickest way is to open the dashboard, filter by the period you need and export the table as "
+     "CSV. If you need the same report every week, a scheduled export saves you the manual step."),
+)  # fmt: skip
+
+
+def answer_for(prompt: str) -> str:
+    """The demo's answer to a prompt: the canned answer whose keyword the prompt contains."""
+    return next(text for keyword, text in _ANSWERS if keyword in prompt)
+
+
+def _pieces(text: str) -> list[str]:
+    """Stream pieces: words with their leading space, or a few characters at a time for CJK text."""
+    if " " not in text:
+        return [text[i : i + 3] for i in range(0, len(text), 3)]
+    words = text.split(" ")
+    return [words[0], *(" " + w for w in words[1:])]
 
 
 class DemoKind(openai.OpenAIKind):
@@ -63,7 +97,7 @@ class DemoTransport(httpx.AsyncBaseTransport):
             listing = {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "demo"}]}
             return httpx.Response(200, content=orjson.dumps(listing), headers={"content-type": "application/json"})
         prompt_tokens = count_prompt(openai.request_text(payload), payload)
-        words = self._answer(payload)
+        words = self._answer(payload, openai.request_text(payload))
         if payload.get("stream") is True:
             include = bool((payload.get("stream_options") or {}).get("include_usage"))
             stream = _Stream(self._chunks(model, words, prompt_tokens, include))
@@ -80,10 +114,10 @@ class DemoTransport(httpx.AsyncBaseTransport):
         await asyncio.sleep(self.token_delay * 3)
         return httpx.Response(200, content=orjson.dumps(completion), headers={"content-type": "application/json"})
 
-    def _answer(self, payload: dict[str, Any]) -> list[str]:
-        limit = payload.get("max_tokens") or payload.get("max_completion_tokens") or 60
-        n = max(1, min(int(limit) if isinstance(limit, int) else 60, self._random.randint(12, 80)))
-        return [(" " if i else "") + self._random.choice(_WORDS) for i in range(n)]
+    def _answer(self, payload: dict[str, Any], prompt: str) -> list[str]:
+        limit = payload.get("max_tokens") or payload.get("max_completion_tokens")
+        pieces = _pieces(answer_for(prompt))
+        return pieces[: max(1, limit)] if isinstance(limit, int) else pieces
 
     async def _chunks(
         self, model: str, words: list[str], prompt_tokens: int, include_usage: bool

@@ -27,9 +27,46 @@ def test_bad_storage_keys_are_one_line_each(tmp_path: Path) -> None:
         load_config(cfg, env={})
     problems = [p.split(": ", 1)[1] for p in err.value.problems]
     assert sorted(problems) == sorted([
-        "storage.fsync_interval: unknown key (expected one of backend, flush_interval_ms, fsync, fsync_interval_ms, "
-        "journal_dir, max_pending_events, path, retention_days)",
+        "storage.fsync_interval: unknown key (expected one of backend, catalog, compaction_interval_s, data_path, "
+        "flush_interval_ms, fsync, fsync_interval_ms, journal_dir, loader, max_pending_events, path, retention_days)",
         "storage.fsync: expected 'interval', 'always' or 'never', got 'sometimes'",
         "storage.max_pending_events: expected an integer from 1 to 2147483648, got 'lots'",
         "storage.retention_days: expected an integer from 1 to 100000, got -3",
     ])  # fmt: skip
+
+
+def test_ducklake_keys_parse(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("storage: {backend: ducklake, catalog: 'postgres:dbname=mw host=db password=${PGPASSWORD}', "
+                   "data_path: lake, compaction_interval_s: 60, loader: process}\n")  # fmt: skip
+    storage = load_config(cfg, env={"PGPASSWORD": "s3cret"}).storage
+    assert storage.catalog == "postgres:dbname=mw host=db password=s3cret"
+    assert storage.data_path == f"{tmp_path / 'lake'}/"
+    assert (storage.compaction_interval_s, storage.loader) == (60, "process")
+    cfg.write_text("storage: {backend: ducklake, catalog: 'ducklake:postgres:dbname=mw', data_path: 's3://b/lake/'}\n")
+    storage = load_config(cfg, env={}).storage
+    assert (storage.catalog, storage.data_path, storage.loader) == ("postgres:dbname=mw", "s3://b/lake/", None)
+
+
+@pytest.mark.parametrize(
+    ("storage", "problem"),
+    [
+        ("{backend: ducklake, data_path: lake}", "storage.catalog: required for ducklake, e.g. "
+         '"postgres:dbname=meterway host=db user=meterway"'),
+        ("{backend: ducklake, catalog: 'sqlite:x.db', data_path: lake}",
+         "storage.catalog: expected a Postgres catalog starting with 'postgres:', got 'sqlite:x.db'"),
+        ("{backend: ducklake, catalog: 'postgres:dbname=mw'}",
+         "storage.data_path: required for ducklake: a folder (data/lake/) or an s3://, gs://, r2:// URL"),
+        ("{backend: ducklake, catalog: 'postgres:dbname=mw', data_path: 'ftp://x/'}",
+         "storage.data_path: expected a folder or an s3://, gs:// or r2:// URL, got 'ftp://x/'"),
+        ("{catalog: 'postgres:dbname=mw'}", "storage.catalog: only used with storage.backend: ducklake"),
+        ("{loader: thread}", "storage.loader: expected 'inline' or 'process', got 'thread'"),
+        ("{compaction_interval_s: 0}", "storage.compaction_interval_s: expected an integer from 1 to 604800, got 0"),
+    ],
+)  # fmt: skip
+def test_bad_lake_and_loader_keys_are_one_line_each(tmp_path: Path, storage: str, problem: str) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"storage: {storage}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg, env={})
+    assert [p.split(": ", 1)[1] for p in err.value.problems] == [problem]

@@ -28,6 +28,9 @@ class FlakySink:
         self.loaded.append(segment)
         return len(segment.read_bytes().splitlines())
 
+    def load_segments(self, segments: list[Path]) -> int:
+        return sum(self.load_segment(segment) for segment in segments)
+
     def maintain(self) -> None:
         pass
 

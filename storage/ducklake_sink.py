@@ -1,0 +1,230 @@
+"""DuckLake sink: the same tables as the DuckDB file, in a lake that many gateways write at once.
+
+A DuckLake keeps its catalog (tables, snapshots, file lists) in Postgres and its data as Parquet
+files under a data path (a local or shared folder, or an object store URL), so gateway replicas on
+different machines each attach it and write concurrently, and every report sees all of it. The
+`ducklake` and `postgres` extensions (and `httpfs` for an object store) come from Python packages
+(storage/extensions.py); nothing is downloaded.
+
+Loading works as in `DuckDBSink` (one transaction: stage, skip the request ids already stored,
+insert, roll up), with two differences that make several writers safe:
+  - Rollups are appended as delta rows (`rollups.append`) instead of upserted. DuckLake resolves
+    conflicts per table: concurrent inserts always commit, while a transaction that deletes or
+    updates rows of a table fails at COMMIT if another one wrote that table meanwhile. Appends keep
+    loads from different replicas out of each other's way.
+  - A transaction that loses such a conflict (a load against a fold, a re-price against loads) is
+    retried from the start on a fresh snapshot, so nothing is counted on a stale view.
+Duplicates are avoided as in the file: each replica loads only its own journal, and the request
+ids already stored are skipped. (DuckLake has no primary keys, so two replicas ingesting the same
+external usage record at the same moment could both store it.)
+
+`maintain()` adds compaction every `compaction_interval` seconds to the retention pass: rollup
+deltas are folded into one row per key, inlined rows are flushed to Parquet, adjacent small files
+are merged, old snapshots expire and the files they alone used are deleted. Each step that loses a
+conflict with another replica's work is skipped until the next pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from storage import rollups
+from storage.duckdb_sink import DuckDBSink, StorageError
+from storage.event import COLUMNS
+from storage.extensions import OFFLINE, ExtensionError, ExtensionLoader
+from storage.schema import AUDIT_DDL, CURRENT_VERSION, EVENTS, META
+
+log = logging.getLogger("meterway.storage")
+T = TypeVar("T")
+
+LAKE = "lake"  # the name the lake is attached under
+OBJECT_STORES = ("s3://", "gs://", "gcs://", "r2://")
+ATTEMPTS = 8  # tries of a transaction that keeps losing conflicts
+SNAPSHOT_KEEP_HOURS = 24  # snapshots younger than this stay, so running queries keep their files
+FILE_GRACE_HOURS = 1  # files dropped from every kept snapshot are deleted after this
+
+
+@dataclass(frozen=True, slots=True)
+class LakeSettings:
+    catalog: str  # e.g. "postgres:dbname=meterway host=db user=meterway"
+    data_path: str  # a folder, or an object store URL
+    workdir: Path  # local scratch space (staged segments, re-price files)
+    compaction_interval: float = 900.0
+
+
+class DuckLakeSink(DuckDBSink):
+    def __init__(self, settings: LakeSettings, retention_days: int | None = None) -> None:
+        self.settings = settings
+        self.path = settings.workdir
+        self.location = f"ducklake {redact(settings.catalog)} data {settings.data_path}"
+        self.workdir = settings.workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.upgraded_from = CURRENT_VERSION
+        con = open_lake(settings)
+        try:
+            self._compaction_lock = threading.Lock()
+            self._last_compaction = time.monotonic()
+            _retrying(lambda: _create_schema(con))
+        except (duckdb.Error, StorageError) as exc:
+            con.close()
+            raise StorageError(str(exc)) from None
+        self._setup(con, retention_days)
+
+    def apply_rollups(self, con: duckdb.DuckDBPyConnection, source: str, sign: int = 1) -> None:
+        rollups.append(con, source, sign)
+
+    def _load(self, segments: list[Path], *, windowed: bool) -> int:
+        return _retrying(lambda: DuckDBSink._load(self, segments, windowed=windowed))
+
+    def _transaction(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        return _retrying(lambda: DuckDBSink._transaction(self, work))
+
+    def _prepare_cursor(self, cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute(f"SET TimeZone = 'UTC'; USE {LAKE}")
+
+    def writable(self) -> bool:
+        try:
+            self.query(f"SELECT 1 FROM {META} LIMIT 1")
+        except duckdb.Error:
+            return False
+        return True
+
+    def maintain(self) -> None:
+        super().maintain()
+        if time.monotonic() - self._last_compaction >= self.settings.compaction_interval:
+            self.compact()
+
+    def compact(self) -> None:
+        """Fold rollup deltas and merge small files; a step that conflicts with another replica waits for next time."""
+        self._last_compaction = time.monotonic()
+        for table in rollups.TABLES:
+            try:
+                self.transaction(_folder(table))
+            except duckdb.Error as exc:
+                log.info("folding %s skipped this time: %s", table, _first_line(exc))
+        steps = (
+            f"CALL ducklake_flush_inlined_data('{LAKE}')",
+            f"CALL ducklake_merge_adjacent_files('{LAKE}')",
+            f"CALL ducklake_expire_snapshots('{LAKE}', older_than => now() - INTERVAL {SNAPSHOT_KEEP_HOURS} HOUR)",
+            f"CALL ducklake_cleanup_old_files('{LAKE}', older_than => now() - INTERVAL {FILE_GRACE_HOURS} HOUR)",
+        )
+        for sql in steps:
+            try:
+                with self._lock:
+                    self._con.execute(sql).fetchall()
+            except duckdb.Error as exc:
+                log.info("lake maintenance step skipped this time (%s): %s", sql.split("(")[0], _first_line(exc))
+
+
+def _folder(table: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
+    return lambda con: rollups.fold(con, table)
+
+
+def open_lake(settings: LakeSettings) -> duckdb.DuckDBPyConnection:
+    """A connection with the extensions loaded from their packages and the lake attached as `lake`."""
+    con = duckdb.connect(config=dict(OFFLINE))
+    loader = ExtensionLoader()
+    remote = settings.data_path.startswith(OBJECT_STORES)
+    try:
+        loader.load(con, "postgres", "ducklake", *(("httpfs",) if remote else ()))
+        con.execute("SET TimeZone = 'UTC'")
+        if remote:
+            _object_store_secret(con, settings.data_path)
+        con.execute(
+            f"ATTACH {_literal('ducklake:' + settings.catalog)} AS {LAKE} (DATA_PATH {_literal(settings.data_path)})"
+        )
+        con.execute(f"USE {LAKE}")
+    except ExtensionError as exc:
+        con.close()
+        raise StorageError(str(exc)) from None
+    except duckdb.Error as exc:
+        con.close()
+        raise StorageError(
+            f"cannot attach the DuckLake at storage.catalog {redact(settings.catalog)!r}: {_first_line(exc)}"
+        ) from None
+    finally:
+        loader.close()
+    return con
+
+
+def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {META} (key VARCHAR NOT NULL, value VARCHAR)")
+        row = con.execute(f"SELECT max(value::INTEGER) FROM {META} WHERE key = 'schema_version'").fetchone()
+        version = row[0] if row and row[0] is not None else None
+        if version is not None and version > CURRENT_VERSION:
+            raise StorageError(
+                f"the DuckLake has storage schema version {version}, but this Meterway understands versions up to "
+                f"{CURRENT_VERSION}: upgrade Meterway to use it"
+            )
+        columns = ", ".join(f"{name} {kind.replace(' PRIMARY KEY', ' NOT NULL')}" for name, kind in COLUMNS)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {EVENTS} ({columns})")
+        for table in rollups.TABLES:
+            con.execute(
+                rollups.create_sql(table, primary_key=False).replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS")
+            )
+        con.execute(AUDIT_DDL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+        if version is None:
+            con.execute(f"INSERT INTO {META} VALUES ('schema_version', ?)", [str(CURRENT_VERSION)])
+        con.execute("COMMIT")
+    except Exception:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+
+
+def _object_store_secret(con: duckdb.DuckDBPyConnection, data_path: str) -> None:
+    """Credentials for the data path from the usual environment variables (AWS_* for S3-compatible stores)."""
+    env = os.environ
+    if not data_path.startswith(("s3://", "r2://")) or not env.get("AWS_ACCESS_KEY_ID"):
+        return
+    options = {"KEY_ID": env["AWS_ACCESS_KEY_ID"], "SECRET": env.get("AWS_SECRET_ACCESS_KEY", "")}
+    if env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"):
+        options["REGION"] = env.get("AWS_REGION") or env["AWS_DEFAULT_REGION"]
+    if env.get("AWS_SESSION_TOKEN"):
+        options["SESSION_TOKEN"] = env["AWS_SESSION_TOKEN"]
+    endpoint = env.get("AWS_ENDPOINT_URL", "")
+    if endpoint:
+        options["ENDPOINT"] = re.sub(r"^https?://", "", endpoint)
+        options["URL_STYLE"] = "path"
+        options["USE_SSL"] = "false" if endpoint.startswith("http://") else "true"
+    body = ", ".join(f"{k} {v if v in ('true', 'false') else _literal(v)}" for k, v in options.items())
+    con.execute(f"CREATE OR REPLACE SECRET meterway_lake (TYPE s3, {body})")
+
+
+def _retrying(attempt: Callable[[], T]) -> T:
+    """Run a transaction, again on a fresh snapshot each time it loses a conflict with another writer."""
+    for n in range(ATTEMPTS):
+        try:
+            return attempt()
+        except duckdb.TransactionException as exc:
+            if "conflict" not in str(exc).lower() or n == ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0.005, 0.02) * 2**n)
+    raise AssertionError("unreachable")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def redact(catalog: str) -> str:
+    """The catalog string with any password hidden, for messages and status pages."""
+    return re.sub(r"(password\s*=\s*)(\S+)", r"\1***", catalog, flags=re.IGNORECASE)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

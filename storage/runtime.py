@@ -1,0 +1,92 @@
+"""What a gateway process holds of storage: its event writer, and where storage queries are answered.
+
+`build_storage(config, pricer)` picks one of two shapes:
+  - `InlineStorage` (one gateway process, `storage.loader: inline`): the process owns the sink,
+    loads its journal into it, and answers the admin API from it.
+  - `RemoteStorage` (a worker of `meterway serve --workers N`, or `storage.loader: process`): the
+    worker only journals; the store process (storage/store_process.py) owns the sink, loads every
+    worker's journal, and answers the admin API, to which the worker forwards those routes.
+The app treats both alike: it mounts `routes()`, calls `start()`/`stop()` in its lifespan and asks
+`ready()` for the readiness check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Protocol
+
+from starlette.routing import Route
+
+from storage.api import StorageAPI
+from storage.duckdb_sink import DuckDBSink, StorageError
+from storage.sinks import open_sink
+from storage.writer import EventSink, EventWriter
+
+if TYPE_CHECKING:
+    from gateway.config import Config, StorageConfig
+    from gateway.costing import EventPricer
+
+
+class StorageRuntime(Protocol):
+    writer: EventWriter
+    sink: DuckDBSink  # where another process owns the store, a `RemoteSink` that reads through it
+
+    def routes(self) -> list[Route]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def ready(self) -> bool: ...
+
+
+class InlineStorage:
+    def __init__(self, sink: DuckDBSink, writer: EventWriter, api: StorageAPI) -> None:
+        self.sink = sink
+        self.writer = writer
+        self.api = api
+
+    def routes(self) -> list[Route]:
+        return self.api.routes()
+
+    async def start(self) -> None:
+        await self.writer.start()
+
+    async def stop(self) -> None:
+        await self.writer.stop()
+
+    async def ready(self) -> bool:
+        return await asyncio.to_thread(self.sink.writable)
+
+
+def event_writer(sink: EventSink | None, storage: StorageConfig) -> EventWriter:
+    return EventWriter(
+        sink, storage.spool, storage.flush_interval_ms / 1000, fsync=storage.fsync,
+        fsync_interval=storage.fsync_interval_ms / 1000 if storage.fsync_interval_ms else None,
+        max_pending=storage.max_pending_events,
+    )  # fmt: skip
+
+
+def price_as(config: Config) -> dict[str, str]:
+    return {name: p.pricing_provider for name, p in config.providers.items()}
+
+
+def inline_storage(config: Config, pricer: EventPricer) -> InlineStorage:
+    sink = open_sink(config.storage)
+    writer = event_writer(sink, config.storage)
+    try:
+        writer.claim_spool()
+    except StorageError:
+        sink.close()
+        raise
+    return InlineStorage(sink, writer, StorageAPI(sink, writer, pricer, price_as(config)))
+
+
+def build_storage(config: Config, pricer: EventPricer) -> StorageRuntime:
+    """The storage of one gateway process; raises StorageError when the store cannot be opened."""
+    socket = config.storage.store_socket
+    if socket is not None:
+        from storage.remote import RemoteStorage
+
+        return RemoteStorage(event_writer(None, config.storage), socket)
+    return inline_storage(config, pricer)

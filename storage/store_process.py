@@ -1,0 +1,135 @@
+"""The store process of `meterway serve --workers N`: the one process that writes the store.
+
+DuckDB allows one writing process per file, so the workers never open it. The supervisor
+(gateway/supervisor.py) starts this process first; it opens the sink, loads whatever journal
+segments are waiting (from an earlier run or a crash), then
+  - loads, every flush interval, the segments the workers close (and those of workers that died),
+    and runs retention and compaction, all through an ordinary loading `EventWriter`;
+  - answers the storage API (`storage.api`, plus `GET /store/ready`) on a Unix socket that only
+    the gateway's processes use; the workers forward `/admin/...` storage routes and
+    `POST /v1/usage` to it, and other readers in a worker (`RemoteSink`) send their SELECTs to
+    `POST /store/sql`.
+It tells the supervisor it is ready over a pipe, and it stops when that pipe closes: after the
+supervisor has stopped every worker (so their last segments are closed), or when the supervisor
+died. It then loads everything left and exits 0. Stop signals are left to the supervisor, so a
+Ctrl-C that reaches the whole process group does not stop the store before the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pickle
+import signal
+import sys
+from multiprocessing.connection import Connection
+from types import FrameType
+from typing import Any
+
+import duckdb
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.admin import AdminGuard, admin_key
+from gateway.config import Config
+from storage.duckdb_sink import StorageError
+from storage.remote import PICKLE, READY_PATH, SQL_PATH
+from storage.runtime import InlineStorage, inline_storage
+
+log = logging.getLogger("meterway.store")
+
+
+class _StoreServer(uvicorn.Server):
+    """uvicorn without its signal handling: the supervisor decides when the store stops."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        log.debug("store process ignores signal %d; it stops when the supervisor says so", sig)
+
+
+def run_store(config: Config, socket_path: str, conn: Connection) -> None:
+    """Process entry point (spawned by the supervisor). Exits 2 when the store cannot be opened."""
+    from gateway.cli import configure_logging
+
+    configure_logging()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        asyncio.run(_serve(config, socket_path, conn))
+    except StorageError as exc:
+        conn.send(("error", str(exc)))
+        sys.exit(2)
+
+
+def store_app(storage: InlineStorage, config: Config) -> Starlette:
+    async def ready(request: Request) -> Response:
+        ok = await storage.ready() and not storage.writer.degraded
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    async def sql(request: Request) -> Response:
+        statement, params = pickle.loads(await request.body())
+        try:
+            result = pickle.dumps(await asyncio.to_thread(_read_only, storage, statement, params))
+        except (duckdb.Error, ValueError, pickle.PicklingError) as exc:
+            return Response(str(exc), status_code=400, media_type="text/plain")
+        return Response(result, media_type=PICKLE)
+
+    return Starlette(
+        routes=[*storage.routes(), Route(READY_PATH, ready), Route(SQL_PATH, sql, methods=["POST"])],
+        middleware=[Middleware(AdminGuard, key=admin_key(config.raw))],
+    )
+
+
+async def _serve(config: Config, socket_path: str, conn: Connection) -> None:
+    from gateway.costing import EventPricer
+
+    pricer = EventPricer.from_config(config)
+    storage = inline_storage(config, pricer)
+    await storage.start()  # loads what earlier runs left in the journal
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, pricer.reload)
+    server = _StoreServer(
+        uvicorn.Config(
+            store_app(storage, config), uds=socket_path, lifespan="off", access_log=False, log_level="warning",
+            loop="uvloop", http="httptools", timeout_keep_alive=75, timeout_graceful_shutdown=30, server_header=False,
+            date_header=False,
+        )
+    )  # fmt: skip
+    serving = asyncio.create_task(server.serve())
+    for _ in range(3000):  # uvicorn has no "started" event to wait on; a bound of 30 s
+        if server.started or serving.done():
+            break
+        await asyncio.sleep(0.01)
+    if serving.done() or not server.started:
+        server.should_exit = True
+        await serving
+        raise StorageError(f"the store process could not listen on {socket_path}")
+    log.info("store process ready: %s", storage.api.sink.location)
+    with contextlib.suppress(OSError):  # the supervisor may already be stopping
+        conn.send(("ready", socket_path))
+    await asyncio.to_thread(_wait_for_close, conn)
+    server.should_exit = True
+    await serving
+    await storage.stop()  # every worker has stopped: load all that is left
+    log.info("store process stopped: every journal segment is loaded")
+
+
+def _read_only(storage: InlineStorage, statement: str, params: list[Any]) -> tuple[Any, list[tuple[Any, ...]]]:
+    kinds = {s.type for s in duckdb.extract_statements(statement)}
+    if kinds != {duckdb.StatementType.SELECT}:
+        raise ValueError("only a single read-only statement (SELECT) may be run through the store process")
+    with storage.api.sink.reader() as cur:
+        cur.execute(statement, params)
+        description = [(d[0], str(d[1]), *d[2:]) for d in cur.description or []]  # type names as text
+        return description, cur.fetchall()
+
+
+def _wait_for_close(conn: Connection) -> None:
+    while True:
+        try:
+            conn.recv()
+        except (EOFError, OSError):
+            return
