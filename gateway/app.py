@@ -24,11 +24,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway import dashboard, governance_api, pricing_api
+from gateway import dashboard, governance_api, insights_api, pricing_api
 from gateway.admin import AdminGuard
 from gateway.attribution import AttributionReader
 from gateway.config import Config
 from gateway.costing import EventPricer
+from gateway.governance_jobs import build_jobs
 from gateway.governance_setup import Governance, build_governance
 from gateway.providers.openai import error_body
 from gateway.providers.registry import KINDS
@@ -135,8 +136,10 @@ def create_app(config: Config) -> MeterwayApp:
         config, pricer, writer, sink, proxy, [default_upstream, *upstreams.values()], _admin_key(config), metrics,
         governance, storage_runtime,
     )  # fmt: skip
+    governance.jobs = build_jobs(gateway)
     control = Starlette(
         routes=[*_control_routes(), metrics.route(), *storage_runtime.routes(), *governance_api.routes(_governance),
+                *insights_api.routes(_gateway),
                 *dashboard.routes(_gateway), *reconcile_api.routes(
                     settings_from_config(config), sink.query, build_reconcile_gauges(metrics.registry))],
         lifespan=_lifespan(gateway),

@@ -12,8 +12,7 @@ import logging
 from datetime import datetime
 
 from gateway.config import Config
-from gateway.usage import Usage
-from pricing.calculator import Priced
+from pricing.calculator import Priced, TokenCounts
 from pricing.pricer import Pricer
 
 log = logging.getLogger("meterway.pricing")
@@ -35,7 +34,14 @@ class EventPricer:
         )
 
     def price_event(
-        self, usage: Usage, *, provider: str, models: tuple[str, ...], at: datetime, thinking: bool, tenant: str | None
+        self,
+        usage: TokenCounts,
+        *,
+        provider: str,
+        models: tuple[str, ...],
+        at: datetime,
+        thinking: bool,
+        tenant: str | None,
     ) -> Priced:
         return self.pricer.price_first(usage, provider=provider, models=models, at=at, thinking=thinking, tenant=tenant)
 

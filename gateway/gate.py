@@ -8,13 +8,17 @@ A gateway key (`mw-...`) may arrive in any header a provider SDK sends its crede
 (`Authorization: Bearer`, `x-api-key`, `api-key`, `x-goog-api-key`) or in `X-Meterway-Key`; it
 decides the tenant (an attribution header cannot override it) and is never forwarded upstream.
 Budgets are race-free because the check and the reservation of a request's estimated maximum cost
-happen together, synchronously, before anything is sent: concurrent requests see each other's
-reservations, so a budget is overshot by at most one request's misestimate. All of it costs
+happen together before anything is sent: in one process synchronously on the in-memory ledger;
+where a `SharedLedger` is set (the store process of `serve --workers N`, or the Postgres catalog
+with DuckLake) as one call to that single authority. Concurrent requests see each other's
+reservations, so a budget is overshot by at most one request's misestimate. When the shared ledger
+does not answer, a request that a budget applies to gets 503 `budget_unavailable`. All of it costs
 nothing when no keys, budgets or rate limits are configured.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +34,7 @@ from governance.keys import FAILURE_MESSAGES, GatewayKeys, KeyRecord, check_acce
 from governance.money import Money, estimate_max_cost
 from governance.ratelimit import RateGrant, RateLimiter, RateRefusal
 from governance.scope import RequestScope
+from governance.shared_ledger import LedgerUnavailable, SharedLedger
 from pricing.pricer import Pricer
 from storage.event import UsageEvent
 
@@ -59,17 +64,20 @@ class Gate:
         limiter: RateLimiter,
         pricer: Callable[[], Pricer],
         notify: Callable[[Any], None] | None = None,
+        shared: SharedLedger | None = None,
     ) -> None:
         self.config = config
         self.keys = keys
         self.ledger = ledger
         self.limiter = limiter
+        self.shared = shared  # where set, budgets are reserved and settled there instead of in `ledger`
+        self._releasing: set[asyncio.Task[None]] = set()
         self._pricer = pricer
         self._notify = notify
         self.require_keys = config.auth.require_keys
         self.active = bool(keys is not None or config.budgets or config.rate_limits)
 
-    def admit(
+    async def admit(
         self, request_id: str, call: Call, attr: Attribution, headers: list[tuple[bytes, bytes]], at: datetime
     ) -> Admission:
         if not self.active:
@@ -98,7 +106,17 @@ class Gate:
                     self._pricer(), call.provider.pricing_provider, call.model_upstream or "", input_tokens,
                     max_output, at, attr.tenant_id,
                 )  # fmt: skip
-                held = self.ledger.reserve(request_id, budgets, estimate, at)
+                if self.shared is None:
+                    held = self.ledger.reserve(request_id, budgets, estimate, at)
+                else:
+                    try:
+                        held = await self.shared.reserve(request_id, budgets, estimate, at)
+                    except LedgerUnavailable as exc:
+                        self._release_grant(admission)
+                        log.error("budget check failed: %s", exc)
+                        raise GatewayError(
+                            503, "budget_unavailable", "the budget ledger is not available", "budget_unavailable"
+                        ) from None
                 if isinstance(held, Refusal):
                     self._release_grant(admission)
                     retry = max(0, int((held.resets_at - at).total_seconds()))
@@ -131,7 +149,7 @@ class Gate:
         attr.user_id = found.user or attr.user_id
         attr.feature = found.feature or attr.feature
 
-    def settle(self, admission: Admission, event: UsageEvent) -> None:
+    async def settle(self, admission: Admission, event: UsageEvent) -> None:
         if admission is OPEN:
             return
         event.api_key_id = admission.key.id if admission.key else None
@@ -141,15 +159,35 @@ class Gate:
             cost = None
             if event.total_cost is not None and event.currency:
                 cost = Money(Decimal(event.total_cost), event.currency)
-            for crossing in self.ledger.settle(admission.reservation, cost):
+            if self.shared is None:
+                crossings = self.ledger.settle(admission.reservation, cost)
+            else:
+                try:
+                    crossings = await self.shared.settle(admission.reservation, cost)
+                except LedgerUnavailable as exc:
+                    log.error("budget settlement of %s failed: %s", admission.reservation.request_key, exc)
+                    return
+            for crossing in crossings:
                 if self._notify is not None:
                     self._notify(crossing)
 
     def release(self, admission: Admission) -> None:
         """The request never reached a provider: give back what it held."""
         if admission.reservation is not None:
-            self.ledger.release(admission.reservation)
+            if self.shared is None:
+                self.ledger.release(admission.reservation)
+            else:
+                task = asyncio.get_running_loop().create_task(self._release_shared(admission.reservation))
+                self._releasing.add(task)
+                task.add_done_callback(self._releasing.discard)
         self._release_grant(admission)
+
+    async def _release_shared(self, reservation: Reservation) -> None:
+        assert self.shared is not None
+        try:
+            await self.shared.release(reservation)
+        except LedgerUnavailable as exc:  # the reservation expires after its TTL
+            log.error("budget release of %s failed: %s", reservation.request_key, exc)
 
     def _release_grant(self, admission: Admission) -> None:
         if admission.grant is not None:

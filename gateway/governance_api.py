@@ -79,7 +79,7 @@ def routes(governance: Callable[[Request], Governance]) -> list[Route]:
                 "reserved": _plain(s.reserved),
                 "remaining": _plain(s.remaining),
             }
-            for s in governance(request).ledger.status(datetime.now(UTC))
+            for s in await governance(request).budget_status()
         ]
         return JSONResponse({"budgets": rows})
 

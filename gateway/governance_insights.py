@@ -5,8 +5,8 @@ and discounts) returning whole records for the anomaly schedule, the spend repor
 
 - `detect(now)`: `Anomaly` records (baseline, z-score, ratio, rules fired) among the last 24 hours,
   each tenant's hourly spend and tokens against the same hours of the previous days;
-- `forecasts(now)`: month-end `MonthForecast`s per tenant and overall, fitted on the daily spend of
-  the last 56 days (`governance.forecast.forecast_tenants`);
+- `forecasts(now)`: month-end `MonthForecast`s overall and per tenant (all, the biggest, or one),
+  fitted on the daily spend of the last 56 days (`governance.forecast.forecast_month_end`);
 - `budget_outlooks(statuses, now)`: when each budget runs out at the current rate
   (`governance.forecast.runs_out_at` on a model fitted to the spend the budget covers);
 - `advice(tenant, now)`: every `Recommendation` over the last 7 days, with its evidence;
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from gateway.dashboard.store_insights import ADVICE_DAYS, HISTORY_DAYS, LATEST_HOURS, StoreInsights
 from governance.anomaly import Anomaly, AnomalyRules, detect_all
 from governance.budgets import BudgetStatus
-from governance.forecast import DailyPoint, MonthForecast, fit, forecast_tenants, runs_out_at, total_series
+from governance.forecast import DailyPoint, MonthForecast, fit, forecast_month_end, runs_out_at, total_series
 from governance.recommend import Recommendation, recommend
 from governance.reports import BudgetLine, SpendSummary, report_window
 from storage import queries
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from gateway.app import Gateway
 
 ZERO = Decimal(0)
+RECENT_DAYS = 7  # which tenants are the biggest, when only some get a forecast
 Series = Mapping[str, Sequence[tuple[datetime, Decimal, int]]]
 
 
@@ -89,9 +90,20 @@ class GovernanceInsights(StoreInsights):
             found += detect_all(points, metric=metric, rules=rules, hours=hours, unit=unit)
         return sorted(found, key=lambda a: (a.hour, a.tenant, a.metric))
 
-    def forecasts(self, now: datetime) -> tuple[dict[str, MonthForecast], MonthForecast]:
-        daily, so_far = _split(self._daily_series(Filters(), now), floor(now, "day").date())
-        return forecast_tenants(daily, now, today_so_far=so_far)
+    def forecasts(
+        self, now: datetime, *, limit: int | None = None, only: str | None = None
+    ) -> tuple[dict[str, MonthForecast], MonthForecast]:
+        """The overall forecast, and one per tenant: every tenant, the `limit` biggest by their spend over
+        the last 7 days, or `only` that one. The overall one is fitted on the total series, not summed."""
+        today = floor(now, "day").date()
+        daily, so_far = _split(self._daily_series(Filters(), now), today)
+        overall = forecast_month_end(total_series(daily.values()), now, today_so_far=sum(so_far.values(), ZERO))
+        chosen = list(daily) if only is None else [only] if only in daily else []
+        if limit is not None:
+            week = today - timedelta(days=RECENT_DAYS)
+            recent = {t: so_far[t] + sum((v for d, v in daily[t] if d >= week), ZERO) for t in chosen}
+            chosen = sorted(chosen, key=lambda t: (-recent[t], t))[:limit]
+        return {t: forecast_month_end(daily[t], now, today_so_far=so_far[t]) for t in chosen}, overall
 
     def budget_outlooks(self, statuses: Sequence[BudgetStatus], now: datetime) -> list[BudgetOutlook]:
         return [self._outlook(status, now) for status in statuses]
@@ -137,7 +149,7 @@ class GovernanceInsights(StoreInsights):
             previous = queries.totals(cur, before, Filters(), self.currency)
             by_tenant = self._costs(queries.costs_by(cur, "tenant", window, Filters()).rows)
             by_model = self._costs(queries.costs_by(cur, "model", window, Filters()).rows)
-        _, overall = self.forecasts(fired_at)
+        _, overall = self.forecasts(fired_at, limit=0)
         return SpendSummary(
             start, end, self.currency, totals["cost_reporting"], totals["requests"], totals["total_tokens"],
             previous["cost_reporting"] if previous["requests"] else None, by_tenant, by_model, budgets, anomalies,

@@ -2,8 +2,9 @@
 
 Keys live in `<data dir>/keys.json` (only HMAC digests), budget state in `<data dir>/budgets.json`
 (saved about once a second while it changes, and at shutdown, so spend survives a restart), and
-notification deliveries in `<data dir>/notifications.jsonl`. With several workers each process
-enforces budgets and rate limits on its own traffic (see the README).
+notification deliveries in `<data dir>/notifications.jsonl`, anomalies in `<data dir>/anomalies.jsonl`.
+With several workers each process enforces budgets and rate limits on its own traffic (see the README).
+The anomaly checks, forecast gauges and spend reports (gateway/governance_jobs.py) start and stop here.
 """
 
 from __future__ import annotations
@@ -14,20 +15,27 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from prometheus_client import CollectorRegistry, Gauge
 
 from gateway.config import Config
 from gateway.gate import Gate
-from governance.budget_store import JsonFileBudgetStore, save_changes
-from governance.budgets import BudgetLedger, ThresholdCrossing
+from governance.anomaly_log import AnomalyLog
+from governance.budget_store import BudgetStore, JsonFileBudgetStore, MemoryBudgetStore, save_changes
+from governance.budgets import BudgetLedger, BudgetStatus, ThresholdCrossing
 from governance.keys import GatewayKeys, JsonFileKeyStore
+from governance.money import FxFunction
 from governance.notify import Dispatcher, JsonLinesDeliveryLog, build_channels
 from governance.ratelimit import RateLimiter
 from governance.reports import threshold_notification
+from governance.shared_ledger import SharedLedger, StoreLedger
 from metrics.definitions import build_budget_gauges
 from pricing.pricer import Pricer
+
+if TYPE_CHECKING:
+    from gateway.governance_jobs import GovernanceJobs
 
 log = logging.getLogger("meterway.governance")
 
@@ -46,21 +54,30 @@ class Governance:
     ledger: BudgetLedger
     keys: GatewayKeys
     dispatcher: Dispatcher
-    budget_store: JsonFileBudgetStore
+    budget_store: BudgetStore
     client: httpx.AsyncClient
+    anomalies: AnomalyLog
     gauge: Gauge | None = None
+    jobs: GovernanceJobs | None = None
+    shared: SharedLedger | None = None  # where budgets are reserved when this process is one of several
     _saved_at: int = 0
     _task: asyncio.Task[None] | None = field(default=None)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._upkeep(), name="meterway-governance")
+        if self.jobs is not None:
+            await self.jobs.start()
 
     async def stop(self) -> None:
+        if self.jobs is not None:
+            await self.jobs.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._saved_at = await save_changes(self.ledger, self.budget_store, self._saved_at)
+        if self.shared is not None:
+            await self.shared.close()
         await self.dispatcher.drain()
         await self.client.aclose()
 
@@ -70,14 +87,22 @@ class Governance:
             try:
                 self.ledger.expire()
                 self._saved_at = await save_changes(self.ledger, self.budget_store, self._saved_at)
-                self.export_gauges()
+                await self.export_gauges()
             except Exception:  # upkeep must outlive any one failure
                 log.exception("governance upkeep failed")
 
-    def export_gauges(self) -> None:
+    async def budget_status(self, at: datetime | None = None) -> list[BudgetStatus]:
+        """Every budget's spend in its period at `at` (default now), from the shared ledger or this process's."""
+        now = at or datetime.now(UTC)
+        shared = self.gate.shared
+        if shared is not None:
+            return await shared.status(self.ledger.budgets, now)
+        return self.ledger.status(now)
+
+    async def export_gauges(self) -> None:
         if self.gauge is None:
             return
-        for status in self.ledger.status(datetime.now(UTC)):
+        for status in await self.budget_status():
             if status.budget.limit > 0:
                 self.gauge.labels(status.budget.name).set(float(status.spent / status.budget.limit))
 
@@ -90,8 +115,10 @@ def build_governance(config: Config, pricer: Pricer, registry: CollectorRegistry
     gov = config.governance
     folder = data_dir(config)
     folder.mkdir(parents=True, exist_ok=True)
-    budget_store = JsonFileBudgetStore(folder / "budgets.json")
-    ledger = BudgetLedger(gov.budgets, lambda a, b, at: pricer.book.fx_rate(a, b, at), state=budget_store.load())
+    fx = lambda a, b, at: pricer.book.fx_rate(a, b, at)  # noqa: E731
+    shared = shared_ledger(config, fx)
+    budget_store: BudgetStore = JsonFileBudgetStore(folder / "budgets.json") if shared is None else MemoryBudgetStore()
+    ledger = BudgetLedger(gov.budgets, fx, state=budget_store.load())
     keys = GatewayKeys(key_store(config))
     client = httpx.AsyncClient(timeout=10)
     dispatcher = Dispatcher(
@@ -100,7 +127,32 @@ def build_governance(config: Config, pricer: Pricer, registry: CollectorRegistry
     gauge = build_budget_gauges(registry) if gov.budgets and registry is not None else None
     holder: list[Governance] = []
     gate = Gate(gov, keys, ledger, RateLimiter(gov.rate_limits), lambda: pricer,
-                notify=lambda crossing: holder[0].on_crossing(crossing))  # fmt: skip
-    governance = Governance(gate, ledger, keys, dispatcher, budget_store, client, gauge)
+                notify=lambda crossing: holder[0].on_crossing(crossing), shared=shared)  # fmt: skip
+    anomalies = AnomalyLog(folder / "anomalies.jsonl")
+    governance = Governance(gate, ledger, keys, dispatcher, budget_store, client, anomalies, gauge, shared=shared)
     holder.append(governance)
     return governance
+
+
+def shared_ledger(config: Config, fx: FxFunction) -> SharedLedger | None:
+    """Where budgets are reserved when this process is one of several: None for a single process."""
+    if not config.governance.budgets:
+        return None
+    if config.storage.backend == "ducklake" and config.storage.catalog:
+        from governance.pg_ledger import PostgresLedger, conninfo
+
+        ledger = config.governance
+        return PostgresLedger(conninfo(config.storage.catalog), lambda: ledger.budgets, fx)
+    if config.storage.store_socket is not None:
+        return StoreLedger(config.storage.store_socket)
+    return None
+
+
+def store_ledger(config: Config, fx: FxFunction) -> tuple[BudgetLedger, JsonFileBudgetStore] | None:
+    """The store process's ledger, which the workers reserve through; None when it has none to keep."""
+    if not config.governance.budgets or config.storage.backend == "ducklake":
+        return None
+    folder = data_dir(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    store = JsonFileBudgetStore(folder / "budgets.json")
+    return BudgetLedger(config.governance.budgets, fx, state=store.load()), store

@@ -8,22 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 from gateway.attribution import Attribution
 from gateway.estimate import count_prompt, count_tokens
 from gateway.providers.base import Call, Meter, MeterReport, ProviderKind
 from gateway.usage import Usage
-from pricing.calculator import Priced
+from pricing.pricer import EventPricing
 from storage.event import UsageEvent
-
-
-class PricerLike(Protocol):
-    reporting_currency: str
-
-    def price_event(
-        self, usage: Usage, *, provider: str, models: tuple[str, ...], at: datetime, thinking: bool, tenant: str | None
-    ) -> Priced: ...
 
 
 @dataclass(slots=True)
@@ -61,7 +52,7 @@ def build_event(
     kind: ProviderKind,
     meter: Meter | None,
     outcome: Outcome,
-    pricer: PricerLike,
+    pricer: EventPricing,
     report: MeterReport | None = None,
 ) -> UsageEvent:
     if report is None:

@@ -25,10 +25,11 @@ import orjson
 from gateway.attribution import Attribution, AttributionReader
 from gateway.estimate import encoder
 from gateway.gate import OPEN, Admission, Gate
-from gateway.metering import Outcome, PricerLike, build_event
+from gateway.metering import Outcome, build_event
 from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig, ProviderKind
 from gateway.routing import ModelRouter
 from gateway.upstream import Upstream, UpstreamConnectError, UpstreamError, UpstreamResponse, UpstreamTimeout
+from pricing.pricer import EventPricing
 from storage.event import UsageEvent
 
 log = logging.getLogger("meterway.proxy")
@@ -67,7 +68,7 @@ class Proxy:
         providers: dict[str, ProviderConfig],
         kinds: dict[str, ProviderKind],
         attribution: AttributionReader,
-        pricer: PricerLike,
+        pricer: EventPricing,
         submit: Callable[[UsageEvent], None],
         upstreams: dict[str, Upstream],
         default_upstream: Upstream,
@@ -107,7 +108,7 @@ class Proxy:
                 call = api.shape_raw(provider, scope["method"], rest, _parse_raw(raw, scope), client_headers)
             attr = self.attribution.read(scope["headers"], call.body)
             if self.gate is not None:
-                ex.admission = self.gate.admit(ex.request_id, call, attr, scope["headers"], ex.ts)
+                ex.admission = await self.gate.admit(ex.request_id, call, attr, scope["headers"], ex.ts)
             await self._forward(ex, scope, receive, send, call, attr, raw, api)
         except GatewayError as err:
             await self._answer_error(ex, send, api, call, attr, err)
@@ -306,7 +307,7 @@ class Proxy:
             await asyncio.to_thread(encoder)  # the tokenizer loads once, off the loop, only when first needed
         event = build_event(ex.request_id, ex.ts, call, kind, meter, outcome, self.pricer, report)
         if self.gate is not None:
-            self.gate.settle(ex.admission, event)
+            await self.gate.settle(ex.admission, event)
         self.submit(event)
         return event
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,18 +95,20 @@ class AnomalyLog:
         self.path = path
         self._stamp: tuple[int, int] | None = None
         self._cached: list[StoredAnomaly] = []
+        self._lock = threading.Lock()  # a reader in this process never sees half an append
 
     def load(self) -> list[StoredAnomaly]:
         """Every stored anomaly, oldest first (cached until the file changes)."""
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            return []
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
-            self._cached = self._read()
-            self._stamp = stamp
-        return list(self._cached)
+        with self._lock:
+            try:
+                stat = self.path.stat()
+            except FileNotFoundError:
+                return []
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            if stamp != self._stamp:
+                self._cached = self._read()
+                self._stamp = stamp
+            return list(self._cached)
 
     def _read(self) -> list[StoredAnomaly]:
         out = []
@@ -124,7 +127,7 @@ class AnomalyLog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lines = b"".join(orjson.dumps(to_document(a, detected_at)) + b"\n" for a in anomalies)
-        with self.path.open("ab+") as f:
+        with self._lock, self.path.open("ab+") as f:
             if f.tell() > 0:  # after a torn last line, start on a line of our own
                 f.seek(-1, os.SEEK_END)
                 if f.read(1) != b"\n":

@@ -5,8 +5,9 @@ then (`save_changes`, run from a periodic task, does the file I/O in a worker th
 loop never waits on the disk). The JSON file is replaced atomically: a crash leaves either the old
 or the new state, never half of one. Amounts are decimal strings, times ISO 8601 UTC.
 
-A store shared by replicas (the DuckLake backend's Postgres catalog) has to do more than load and
-save: the check-and-reserve itself must run in one transaction there. That store is not written yet.
+Where several processes enforce the same budgets, one authority holds the ledger and does each
+check-and-reserve itself (see `shared_ledger`): the store process of `serve --workers N`, which
+keeps its ledger in this JSON file, or, with DuckLake, the Postgres catalog database (`pg_ledger`).
 """
 
 from __future__ import annotations

@@ -15,9 +15,10 @@ Spend is kept per budget and period (UTC day, ISO week or month, see `periods`).
 `ThresholdCrossing` events, once per budget, period and threshold, for the caller to notify.
 
 State (period spend, fired thresholds, open reservations) is a `LedgerState` that a `BudgetStore`
-loads at start and saves from `snapshot()` (see `budget_store`). The ledger itself is one process's
-authority; replicas sharing a budget need a store that does the check-and-reserve in one shared
-transaction (the Postgres catalog), which this in-memory ledger stands in for.
+loads at start and saves from `snapshot()` (see `budget_store`). This ledger is one process's
+authority: the single gateway process's, or the store process's under `serve --workers N`, which the
+workers ask over its socket. Replicas on several machines use `governance.pg_ledger`, which does the
+same check-and-reserve in one transaction in the Postgres catalog database (see `shared_ledger`).
 """
 
 from __future__ import annotations
@@ -275,28 +276,37 @@ class BudgetLedger:
         spend = self._spend.setdefault((budget.name, start), PeriodSpend())
         spend.spent += amount
         self.changes += 1
-        crossings = []
-        for threshold in budget.soft:
-            if threshold not in spend.fired and spend.spent >= budget.limit * threshold:
-                spend.fired.add(threshold)
-                crossings.append(
-                    ThresholdCrossing(
-                        budget.name,
-                        budget.selector.describe(),
-                        threshold,
-                        spend.spent,
-                        budget.limit,
-                        budget.currency,
-                        start,
-                        period_end(budget.period, start),
-                    )
-                )
-        return crossings
+        return crossings_for(budget, start, spend)
 
     def _refusal(self, budget: BudgetConfig, resets_at: datetime, used: Decimal, why: str | None) -> Refusal:
-        state = f"{plain(used)} of {plain(budget.limit)} {budget.currency} is spent or reserved"
-        message = (
-            f"budget {budget.name!r} ({budget.selector.describe()}, per {budget.period}) has no room for this "
-            f"request: {state}{'; ' + why if why else ''}; it resets at {iso_z(resets_at)}"
-        )
-        return Refusal(budget.name, message, resets_at, budget.limit, used, budget.currency)
+        return budget_refusal(budget, resets_at, used, why)
+
+
+def crossings_for(budget: BudgetConfig, start: datetime, spend: PeriodSpend) -> list[ThresholdCrossing]:
+    """Soft thresholds `spend` has passed that have not fired yet; they are marked fired in `spend`."""
+    crossings = []
+    for threshold in budget.soft:
+        if threshold not in spend.fired and spend.spent >= budget.limit * threshold:
+            spend.fired.add(threshold)
+            crossings.append(
+                ThresholdCrossing(
+                    budget.name,
+                    budget.selector.describe(),
+                    threshold,
+                    spend.spent,
+                    budget.limit,
+                    budget.currency,
+                    start,
+                    period_end(budget.period, start),
+                )
+            )
+    return crossings
+
+
+def budget_refusal(budget: BudgetConfig, resets_at: datetime, used: Decimal, why: str | None) -> Refusal:
+    state = f"{plain(used)} of {plain(budget.limit)} {budget.currency} is spent or reserved"
+    message = (
+        f"budget {budget.name!r} ({budget.selector.describe()}, per {budget.period}) has no room for this "
+        f"request: {state}{'; ' + why if why else ''}; it resets at {iso_z(resets_at)}"
+    )
+    return Refusal(budget.name, message, resets_at, budget.limit, used, budget.currency)

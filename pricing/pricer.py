@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pricing.book import PriceBook, PriceBookError
 from pricing.calculator import ONE, Priced, TokenCounts, Tokens, discount_factor, price_with_rates, unpriced
@@ -208,3 +208,20 @@ def _text(value: Decimal | None) -> str | None:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text or "0"
+
+
+class EventPricing(Protocol):
+    """What prices an event: a `Pricer` behind the gateway's model choice (gateway.costing.EventPricer)."""
+
+    reporting_currency: str
+
+    def price_event(
+        self,
+        usage: TokenCounts,
+        *,
+        provider: str,
+        models: tuple[str, ...],
+        at: datetime,
+        thinking: bool,
+        tenant: str | None,
+    ) -> Priced: ...

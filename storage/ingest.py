@@ -17,12 +17,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from gateway.usage import Usage
 from pricing.calculator import Priced
+from pricing.pricer import EventPricing
 from storage.event import UsageEvent
 from storage.timerange import QueryError, parse_time
 
@@ -34,14 +35,6 @@ ALIASES = {"timestamp": "ts", "prompt_tokens": "input_tokens", "completion_token
 FIELDS = frozenset({*_STR, *_TOKENS, *ALIASES, "request_id", "ts", "total_tokens", "usage_source", "status_code",
                     "duration_ms", "ttft_ms", "stream", "tags", "host", "thinking"})  # fmt: skip
 MAX_FUTURE = timedelta(hours=1)
-
-
-class EventPricing(Protocol):
-    reporting_currency: str
-
-    def price_event(
-        self, usage: Usage, *, provider: str, models: tuple[str, ...], at: datetime, thinking: bool, tenant: str | None
-    ) -> Priced: ...
 
 
 @dataclass(slots=True)

@@ -24,9 +24,9 @@ import duckdb
 import orjson
 
 from gateway.usage import Usage
+from pricing.pricer import EventPricing
 from storage.duckdb_sink import DuckDBSink
 from storage.event import COLUMNS, MONEY
-from storage.ingest import EventPricing
 from storage.schema import AUDIT, EVENTS
 from storage.tabular import decimal_text
 from storage.timerange import TimeRange, iso

@@ -5,6 +5,9 @@ DuckDB allows one writing process per file, so the workers never open it. The su
 segments are waiting (from an earlier run or a crash), then
   - loads, every flush interval, the segments the workers close (and those of workers that died),
     and runs retention and compaction, all through an ordinary loading `EventWriter`;
+  - with budgets configured (and no DuckLake catalog to hold them), owns the gateway's one
+    `BudgetLedger` and answers the workers' reservations (`governance.shared_ledger`), saving it
+    to `<data dir>/budgets.json` about once a second and when it stops;
   - answers the storage API (`storage.api`, plus `GET /store/ready`) on a Unix socket that only
     the gateway's processes use; the workers forward `/admin/...` storage routes and
     `POST /v1/usage` to it, and other readers in a worker (`RemoteSink`) send their SELECTs to
@@ -37,6 +40,10 @@ from starlette.routing import Route
 
 from gateway.admin import AdminGuard, admin_key
 from gateway.config import Config
+from gateway.governance_setup import store_ledger
+from governance.budget_store import JsonFileBudgetStore, save_changes
+from governance.budgets import BudgetLedger
+from governance.shared_ledger import ledger_routes
 from storage.duckdb_sink import StorageError
 from storage.remote import PICKLE, READY_PATH, SQL_PATH
 from storage.runtime import InlineStorage, inline_storage
@@ -65,7 +72,7 @@ def run_store(config: Config, socket_path: str, conn: Connection) -> None:
         sys.exit(2)
 
 
-def store_app(storage: InlineStorage, config: Config) -> Starlette:
+def store_app(storage: InlineStorage, config: Config, ledger: BudgetLedger | None = None) -> Starlette:
     async def ready(request: Request) -> Response:
         ok = await storage.ready() and not storage.writer.degraded
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
@@ -79,7 +86,12 @@ def store_app(storage: InlineStorage, config: Config) -> Starlette:
         return Response(result, media_type=PICKLE)
 
     return Starlette(
-        routes=[*storage.routes(), Route(READY_PATH, ready), Route(SQL_PATH, sql, methods=["POST"])],
+        routes=[
+            *storage.routes(),
+            Route(READY_PATH, ready),
+            Route(SQL_PATH, sql, methods=["POST"]),
+            *(ledger_routes(ledger) if ledger is not None else []),
+        ],
         middleware=[Middleware(AdminGuard, key=admin_key(config.raw))],
     )
 
@@ -91,9 +103,12 @@ async def _serve(config: Config, socket_path: str, conn: Connection) -> None:
     storage = inline_storage(config, pricer)
     await storage.start()  # loads what earlier runs left in the journal
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, pricer.reload)
+    budgets = store_ledger(config, lambda a, b, at: pricer.pricer.book.fx_rate(a, b, at))
+    upkeep = asyncio.create_task(_keep_ledger(*budgets)) if budgets is not None else None
+    app = store_app(storage, config, budgets[0] if budgets is not None else None)
     server = _StoreServer(
         uvicorn.Config(
-            store_app(storage, config), uds=socket_path, lifespan="off", access_log=False, log_level="warning",
+            app, uds=socket_path, lifespan="off", access_log=False, log_level="warning",
             loop="uvloop", http="httptools", timeout_keep_alive=75, timeout_graceful_shutdown=30, server_header=False,
             date_header=False,
         )
@@ -113,8 +128,24 @@ async def _serve(config: Config, socket_path: str, conn: Connection) -> None:
     await asyncio.to_thread(_wait_for_close, conn)
     server.should_exit = True
     await serving
+    if upkeep is not None and budgets is not None:
+        upkeep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await upkeep
+        await save_changes(budgets[0], budgets[1], -1)
     await storage.stop()  # every worker has stopped: load all that is left
     log.info("store process stopped: every journal segment is loaded")
+
+
+async def _keep_ledger(ledger: BudgetLedger, store: JsonFileBudgetStore) -> None:
+    saved = ledger.changes
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            ledger.expire()
+            saved = await save_changes(ledger, store, saved)
+        except Exception:  # upkeep must outlive any one failure
+            log.exception("budget ledger upkeep failed")
 
 
 def _read_only(storage: InlineStorage, statement: str, params: list[Any]) -> tuple[Any, list[tuple[Any, ...]]]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 import yaml
@@ -19,6 +20,7 @@ from gateway.config import Config, load_config
 from storage.event import COLUMN_NAMES
 
 REPO = Path(__file__).resolve().parent.parent.parent
+T = TypeVar("T")
 
 
 def write_config(tmp: Path, doc: dict[str, Any]) -> Path:
@@ -76,9 +78,14 @@ class LiveGateway:
         if self._thread is not None:
             self._thread.join(60)
 
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the gateway's own loop and wait for its result."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
+
     def flush(self) -> None:
         assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self.app.gateway.writer.flush(), self._loop).result(30)
+        self.run(self.app.gateway.writer.flush())
 
     def events(self, where: str = "TRUE", params: list[Any] | None = None) -> list[dict[str, Any]]:
         self.flush()
