@@ -93,13 +93,5 @@ def build_event(
         usage, provider=call.provider.pricing_provider, models=candidates, at=ts, thinking=thinking,
         tenant=attr.tenant_id,
     )  # fmt: skip
-    event.currency = priced.currency
-    event.input_cost = priced.input_cost
-    event.cached_input_cost = priced.cached_input_cost
-    event.cache_write_cost = priced.cache_write_cost
-    event.output_cost = priced.output_cost
-    event.total_cost = priced.total_cost
-    event.cost_reporting = priced.cost_reporting
-    event.price_id = priced.price_id
-    event.pricing_status = priced.pricing_status
+    event.set_price(priced)
     return event

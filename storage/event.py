@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from pricing.calculator import Priced
+
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("request_id", "VARCHAR PRIMARY KEY"),
     ("ts", "TIMESTAMPTZ"),
@@ -92,6 +94,18 @@ class UsageEvent:
     reporting_currency: str | None = None
     price_id: str | None = None
     pricing_status: str = "unpriced"
+
+    def set_price(self, priced: Priced) -> None:
+        """Take the costs, currency, price id and status of a pricing result."""
+        self.currency = priced.currency
+        self.input_cost = priced.input_cost
+        self.cached_input_cost = priced.cached_input_cost
+        self.cache_write_cost = priced.cache_write_cost
+        self.output_cost = priced.output_cost
+        self.total_cost = priced.total_cost
+        self.cost_reporting = priced.cost_reporting
+        self.price_id = priced.price_id
+        self.pricing_status = priced.pricing_status
 
     def to_json(self) -> bytes:
         """One journal line (no newline). Decimals become exact strings (`str`, which may use an

@@ -22,7 +22,6 @@ from typing import Any
 import orjson
 
 from gateway.usage import Usage
-from pricing.calculator import Priced
 from pricing.pricer import EventPricing
 from storage.event import UsageEvent
 from storage.timerange import QueryError, parse_time
@@ -139,7 +138,7 @@ class UsageIngestor:
             usage, provider=self.price_as.get(data["provider"], data["provider"]), models=models, at=ts,
             thinking=bool(data.get("thinking")) or usage.reasoning_tokens > 0, tenant=event.tenant_id,
         )  # fmt: skip
-        apply_price(event, priced)
+        event.set_price(priced)
         return event
 
     def _ts(self, value: Any, now: datetime, problems: list[str]) -> datetime | None:
@@ -161,18 +160,6 @@ class UsageIngestor:
             problems.append(f"ts: {value} is before {horizon}, where storage.retention_days has dropped raw events")
             return None
         return ts
-
-
-def apply_price(event: UsageEvent, priced: Priced) -> None:
-    event.currency = priced.currency
-    event.input_cost = priced.input_cost
-    event.cached_input_cost = priced.cached_input_cost
-    event.cache_write_cost = priced.cache_write_cost
-    event.output_cost = priced.output_cost
-    event.total_cost = priced.total_cost
-    event.cost_reporting = priced.cost_reporting
-    event.price_id = priced.price_id
-    event.pricing_status = priced.pricing_status
 
 
 def _count(name: str, value: Any, problems: list[str]) -> int:
