@@ -28,7 +28,7 @@ import yaml
 from bench.upstream import NginxUpstream
 
 REPO = Path(__file__).resolve().parent.parent
-UPSTREAM_PORT, FLOOR_PORT, METERWAY_PORT = 18100, 18101, 18102
+UPSTREAM_PORT, FLOOR_PORT, METERWAY_PORT, STORE_PORT, WORKERS_PORT = 18100, 18101, 18102, 18103, 18104
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello."}]
 BODY = {"model": "gpt-4o-mini", "max_tokens": 32, "temperature": 0, "messages": MESSAGES}
 LUA = """wrk.method = "POST"
@@ -63,10 +63,13 @@ def body_for(mode: str) -> dict[str, object]:
     return BODY
 
 
-def meterway_config(tmp: Path) -> Path:
+def meterway_config(tmp: Path, name: str = "bench", port: int = METERWAY_PORT, loader: str | None = None) -> Path:
+    storage: dict[str, object] = {"path": str(tmp / name / "events.duckdb")}
+    if loader:
+        storage["loader"] = loader
     doc = {
-        "server": {"host": "127.0.0.1", "port": METERWAY_PORT},
-        "storage": {"path": str(tmp / "bench.duckdb")},
+        "server": {"host": "127.0.0.1", "port": port},
+        "storage": storage,
         "providers": {
             "json": {"kind": "openai", "base_url": f"http://127.0.0.1:{UPSTREAM_PORT}/json/v1", "price_as": "openai"},
             "stream": {
@@ -80,7 +83,7 @@ def meterway_config(tmp: Path) -> Path:
             {"name": "gpt-4o-mini-stream", "provider": "stream", "model": "gpt-4o-mini"},
         ],
     }
-    path = tmp / "bench.yaml"
+    path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -102,16 +105,45 @@ def start(target: Target, log: Path) -> None:
     raise SystemExit(f"{target.name} did not become ready; see {log}")
 
 
+def tree(pid: int) -> list[int]:
+    """`pid` and its descendants (a supervisor's workers and store process count too)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [pid], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    total = 0.0
+    for p in tree(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def wrk(url: str, script: Path, conc: int, seconds: int) -> dict[str, float]:
@@ -182,12 +214,22 @@ def main(argv: list[str] | None = None) -> int:
     routed = {"json": "/v1/chat/completions", "stream": "/v1/chat/completions"}
     floor_cmd = [str(bin_dir / "uvicorn"), "bench.floor:app", "--port", str(FLOOR_PORT), *uvicorn_args]
     meterway_cmd = [str(bin_dir / "meterway"), "serve", "--config", str(meterway_config(tmp))]
+    store_cmd = [
+        str(bin_dir / "meterway"),
+        "serve",
+        "--config",
+        str(meterway_config(tmp, "store", STORE_PORT, "process")),
+    ]
+    workers_cmd = [str(bin_dir / "meterway"), "serve", "--workers", "2",
+                   "--config", str(meterway_config(tmp, "workers", WORKERS_PORT))]  # fmt: skip
     all_targets = {
         "direct": Target("direct", UPSTREAM_PORT, raw_paths),
         "floor": Target(
             "floor", FLOOR_PORT, raw_paths, floor_cmd, {"FLOOR_UPSTREAM": f"http://127.0.0.1:{UPSTREAM_PORT}"}
         ),
         "meterway": Target("meterway", METERWAY_PORT, routed, meterway_cmd),
+        "mw-store": Target("mw-store", STORE_PORT, routed, store_cmd),  # loads DuckDB in a store process
+        "mw-2w": Target("mw-2w", WORKERS_PORT, routed, workers_cmd),  # --workers 2 (and a store process)
     }
     names = [n for n in args.targets.split(",") if n in all_targets]
     targets = [all_targets[n] for n in names]
