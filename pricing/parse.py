@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -231,21 +231,27 @@ def _bound(raw: Mapping[str, Any], key: str, where: _Where, inside: str) -> int 
     return value
 
 
-def _tiers(value: Any, where: _Where) -> tuple[Tier, ...]:
+def _mappings(value: Any, name: str, fields: Collection[str], where: _Where) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each mapping of a list field (`tiers`, `time_of_day`) with its label, after shape and field checks."""
     if value is None:
-        return ()
+        return
     if not isinstance(value, list):
-        where.add("'tiers' must be a list")
-        return ()
-    tiers: list[Tier] = []
+        where.add(f"'{name}' must be a list")
+        return
     for i, raw in enumerate(value):
-        inside = f"tiers[{i}]: "
+        inside = f"{name}[{i}]: "
         if not isinstance(raw, dict):
             where.add(f"{inside}expected a mapping")
             continue
         for key in raw:
-            if key not in TIER_FIELDS:
+            if key not in fields:
                 where.add(f"{inside}unknown field {key!r}")
+        yield inside, raw
+
+
+def _tiers(value: Any, where: _Where) -> tuple[Tier, ...]:
+    tiers: list[Tier] = []
+    for inside, raw in _mappings(value, "tiers", TIER_FIELDS, where):
         gt = _bound(raw, "input_tokens_gt", where, inside)
         lte = _bound(raw, "input_tokens_lte", where, inside)
         if gt is not None and lte is not None and lte <= gt:
@@ -269,20 +275,8 @@ def _valid_window(sh: int, sm: int, eh: int, em: int) -> bool:
 
 
 def _windows(value: Any, where: _Where) -> tuple[Window, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        where.add("'time_of_day' must be a list")
-        return ()
     windows: list[Window] = []
-    for i, raw in enumerate(value):
-        inside = f"time_of_day[{i}]: "
-        if not isinstance(raw, dict):
-            where.add(f"{inside}expected a mapping")
-            continue
-        for key in raw:
-            if key not in WINDOW_FIELDS:
-                where.add(f"{inside}unknown field {key!r}")
+    for inside, raw in _mappings(value, "time_of_day", WINDOW_FIELDS, where):
         text = raw.get("window_utc")
         m = _WINDOW.match(text) if isinstance(text, str) else None
         if m is None or not _valid_window(*(int(g) for g in m.groups())):

@@ -144,7 +144,7 @@ class AnthropicKind:
     ) -> Call:
         if openai.openai_endpoint(path) is not None:
             return openai.shape_call(provider, path, body)
-        model = body.get("model") if body and isinstance(body.get("model"), str) else None
+        model = common.body_model(body)
         stream = bool(body and body.get("stream") is True)
         call = Call(provider, endpoint_for_path(path), model, model, stream, body=body, path=path)
         call.thinking = body is not None and thinking_requested(body)

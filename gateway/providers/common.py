@@ -95,6 +95,12 @@ def get_path(obj: Any, *keys: str) -> Any:
     return obj
 
 
+def body_model(body: JSON | None) -> str | None:
+    """The request body's `model`, when it is a string."""
+    model = body.get("model") if body else None
+    return model if isinstance(model, str) else None
+
+
 def loads(data: bytes) -> Any:
     """Parse JSON, or None when it is not JSON."""
     try:

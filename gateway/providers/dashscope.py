@@ -111,7 +111,7 @@ class DashScopeKind:
     ) -> Call:
         if path.strip("/").startswith(_COMPATIBLE):
             return openai.shape_call(provider, path, body)
-        model = body.get("model") if body and isinstance(body.get("model"), str) else None
+        model = common.body_model(body)
         stream = stream_requested(body, headers)
         call = Call(provider, endpoint_for_path(path), model, model, stream, body=body, path=path)
         call.thinking = body is not None and thinking_requested(body)

@@ -75,7 +75,7 @@ class OllamaKind:
         if path.strip("/").startswith("v1/"):
             return openai.shape_call(provider, path, body)
         endpoint = endpoint_for_path(path)
-        model = body.get("model") if body and isinstance(body.get("model"), str) else None
+        model = common.body_model(body)
         stream = endpoint in _STREAMING and body is not None and body.get("stream", True) is not False
         call = Call(provider, endpoint, model, model, stream, body=body, path=path)
         think = body.get("think") if body else None

@@ -289,7 +289,7 @@ def thinking_requested(body: JSON) -> bool:
 def shape_call(provider: ProviderConfig, path: str, body: JSON | None) -> Call:
     """The Call for an OpenAI-style request to `{base_url}/{path}`, with stream usage asked for."""
     endpoint = endpoint_for_path(path)
-    model = body.get("model") if body and isinstance(body.get("model"), str) else None
+    model = common.body_model(body)
     stream = bool(body and body.get("stream") is True)
     call = Call(provider, endpoint, model, model, stream, body=body, path=path)
     if body is not None:
