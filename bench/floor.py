@@ -1,16 +1,29 @@
-"""The bare pass-through the benchmark compares Meterway against: the same stack, no metering.
+"""The bare pass-throughs the benchmark compares Meterway against: no metering at all.
 
-A plain ASGI app on uvicorn (uvloop + httptools) forwarding with aiohttp's client, the same
-client Meterway uses; bodies relayed unchanged (JSON read whole, SSE chunk by chunk). No routing,
-attribution, usage parsing, pricing or events.
+`app`, the floor: the issue's aiohttp-client floor, the same proxy as the shared peer benchmark's
+`floor-aiohttp` (a Starlette route on uvicorn with uvloop + httptools, aiohttp as the upstream
+client, JSON read whole, SSE relayed chunk by chunk through a `StreamingResponse`). Meterway's
+ratio targets are against this one.
+
+`raw_app`, floor-raw: the thinnest pass-through possible on the same server and client: a plain
+ASGI callable with no framework. Reported next to it, so the cost of Starlette itself is visible.
+
+No routing, attribution, usage parsing, pricing or events in either.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 UPSTREAM = os.environ.get("FLOOR_UPSTREAM", "http://127.0.0.1:18100")
 _DROP = {b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"accept-encoding"}
@@ -26,7 +39,38 @@ def session() -> aiohttp.ClientSession:
     return _session[0]
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def proxy(request: Request) -> Response:
+    body = await request.body()
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw if k not in _DROP]
+    resp = await session().request(request.method, UPSTREAM + request.url.path, data=body, headers=headers,
+                                   allow_redirects=False)  # fmt: skip
+    out = [(k.lower(), v) for k, v in resp.raw_headers if k.lower() not in _DROP_RESPONSE]
+    if resp.headers.get("content-type", "").startswith("text/event-stream"):
+        stream = StreamingResponse(
+            resp.content.iter_any(), status_code=resp.status, background=BackgroundTask(resp.release)
+        )
+        stream.raw_headers.extend(out)
+        return stream
+    try:
+        content = await resp.read()
+    finally:
+        resp.release()
+    whole = Response(content, status_code=resp.status)
+    whole.raw_headers.extend(out)
+    return whole
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(_: Starlette) -> AsyncIterator[None]:
+    yield
+    if _session:
+        await _session.pop().close()
+
+
+app = Starlette(routes=[Route("/{path:path}", proxy, methods=["GET", "POST"])], lifespan=_lifespan)
+
+
+async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     body = b""

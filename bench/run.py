@@ -1,12 +1,14 @@
 """`make bench`: Meterway against a bare pass-through on the same stack, in one run, on this machine.
 
-Starts an nginx fake upstream, the bare pass-through (bench/floor.py) and Meterway (full metering,
-pricing and event writing to DuckDB), then drives each with wrk for JSON and SSE at several
-concurrency levels, targets interleaved. Prints req/s, p50/p99 latency, CPU microseconds per
-request and RSS for each, and Meterway's ratio to the bare proxy. Needs `nginx` and `wrk`
-(Debian packages). Everything listens on 127.0.0.1; every load run is bounded by wrk's -d.
+Starts an nginx fake upstream, the bare pass-throughs (bench/floor.py: `floor`, the Starlette +
+aiohttp proxy the targets are set against, and `floor-raw`, a framework-free one) and Meterway
+(full metering, pricing and event writing to DuckDB), then drives each with wrk for JSON and SSE
+at several concurrency levels, targets interleaved. Prints req/s, p50/p99 latency, CPU
+microseconds per request and RSS for each, and each target's ratio to both floors. Needs `nginx`
+and `wrk` (Debian packages). Everything listens on 127.0.0.1; every load run is bounded by wrk's -d.
 
     python -m bench.run [--conc 1,16,64] [--duration 10] [--warmup 2] [--modes json,stream] [--rounds 1]
+                        [--targets direct,floor,floor-raw,meterway]
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import yaml
 from bench.upstream import NginxUpstream
 
 REPO = Path(__file__).resolve().parent.parent
-UPSTREAM_PORT, FLOOR_PORT, METERWAY_PORT, STORE_PORT, WORKERS_PORT = 18100, 18101, 18102, 18103, 18104
+UPSTREAM_PORT, FLOOR_PORT, METERWAY_PORT, STORE_PORT, WORKERS_PORT, RAW_PORT = 18100, 18101, 18102, 18103, 18104, 18105
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello."}]
 BODY = {"model": "gpt-4o-mini", "max_tokens": 32, "temperature": 0, "messages": MESSAGES}
 LUA = """wrk.method = "POST"
@@ -175,19 +177,44 @@ def measure(
     }
 
 
+WRITER = ("meterway_writer_events_submitted", "meterway_writer_events_stored", "meterway_writer_events_dropped",
+          "meterway_writer_pending_events")  # fmt: skip
+
+
+def writer_line(target: Target) -> str:
+    """The event writer's totals after the load, once the backlog is stored (or after 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        text = httpx.get(f"http://127.0.0.1:{target.port}/metrics", timeout=10).text
+        values = dict.fromkeys(WRITER, 0.0)
+        for line in text.splitlines():
+            for name in WRITER:
+                if line.startswith(name) and not line.startswith(name + "_created"):
+                    values[name] += float(line.rsplit(" ", 1)[1])
+        if values["meterway_writer_pending_events"] == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    submitted, stored, dropped, pending = (int(values[n]) for n in WRITER)
+    return f"{target.name}: events journaled {submitted}, stored {stored}, dropped {dropped}, pending {pending}"
+
+
 def report(results: dict[str, dict[str, float]], names: list[str], modes: list[str], concs: list[int]) -> str:
     lines = [f"{'mode':6} {'c':>3} {'target':10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu us/req':>10} "
-             f"{'RSS MiB':>8} {'vs floor':>8} {'err':>4}"]  # fmt: skip
+             f"{'RSS MiB':>8} {'vs floor':>8} {'vs raw':>7} {'err':>4}"]  # fmt: skip
     for mode in modes:
         for conc in concs:
             floor = results.get(f"floor/{mode}/{conc}")
+            raw = results.get(f"floor-raw/{mode}/{conc}")
             for name in names:
                 r = results.get(f"{name}/{mode}/{conc}")
                 if r is None:
                     continue
-                ratio = f"{r['rps'] / floor['rps']:.2f}x" if floor and name != "floor" else ""
-                lines.append(f"{mode:6} {conc:>3} {name:10} {r['rps']:>8.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
-                             f"{r['cpu_us']:>10.0f} {r['rss_mib']:>8.1f} {ratio:>8} {r['errors']:>4.0f}")  # fmt: skip
+                ratio = f"{r['rps'] / floor['rps']:.2f}x" if floor and not name.startswith("floor") else ""
+                to_raw = f"{r['rps'] / raw['rps']:.2f}x" if raw and name != "floor-raw" else ""
+                lines.append(
+                    f"{mode:6} {conc:>3} {name:10} {r['rps']:>8.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
+                    f"{r['cpu_us']:>10.0f} {r['rss_mib']:>8.1f} {ratio:>8} {to_raw:>7} {r['errors']:>4.0f}"
+                )
     return "\n".join(lines)
 
 
@@ -200,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--modes", default="json,stream")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--targets", default="direct,floor,meterway")
+    parser.add_argument("--targets", default="direct,floor,floor-raw,meterway")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
@@ -213,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     raw_paths = {"json": "/json/v1/chat/completions", "stream": "/stream/v1/chat/completions"}
     routed = {"json": "/v1/chat/completions", "stream": "/v1/chat/completions"}
     floor_cmd = [str(bin_dir / "uvicorn"), "bench.floor:app", "--port", str(FLOOR_PORT), *uvicorn_args]
+    raw_cmd = [str(bin_dir / "uvicorn"), "bench.floor:raw_app", "--port", str(RAW_PORT), *uvicorn_args]
     meterway_cmd = [str(bin_dir / "meterway"), "serve", "--config", str(meterway_config(tmp))]
     store_cmd = [
         str(bin_dir / "meterway"),
@@ -226,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         "direct": Target("direct", UPSTREAM_PORT, raw_paths),
         "floor": Target(
             "floor", FLOOR_PORT, raw_paths, floor_cmd, {"FLOOR_UPSTREAM": f"http://127.0.0.1:{UPSTREAM_PORT}"}
+        ),
+        "floor-raw": Target(
+            "floor-raw", RAW_PORT, raw_paths, raw_cmd, {"FLOOR_UPSTREAM": f"http://127.0.0.1:{UPSTREAM_PORT}"}
         ),
         "meterway": Target("meterway", METERWAY_PORT, routed, meterway_cmd),
         "mw-store": Target("mw-store", STORE_PORT, routed, store_cmd),  # loads DuckDB in a store process
@@ -254,13 +285,14 @@ def main(argv: list[str] | None = None) -> int:
                         key = f"{t.name}/{mode}/{conc}"
                         results[key] = r if key not in results or r["rps"] > 0 else results[key]
                         print(f"  {key}: {r['rps']:.0f} req/s", file=sys.stderr, flush=True)
+        writers = [writer_line(t) for t in targets if t.name.startswith(("meterway", "mw-"))]
     finally:
         for t in targets:
             if t.proc is not None:
                 t.proc.terminate()
                 t.proc.wait(60)
         upstream.stop()
-    text = report(results, names, modes, concs)
+    text = "\n".join([report(results, names, modes, concs), *writers])
     stamp = time.strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stamp}.json").write_text(json.dumps(results, indent=2))

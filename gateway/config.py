@@ -51,9 +51,10 @@ class StorageConfig:
     backend: str = "duckdb"
     path: Path = Path("data/meterway.duckdb")
     journal_dir: Path | None = None  # default: <path>.journal
-    flush_interval_ms: int = 200
+    flush_interval_ms: int = 1000
     fsync: str = "interval"  # interval | always | never
-    fsync_interval_ms: int | None = None  # default: flush_interval_ms
+    fsync_interval_ms: int | None = None  # default: 200, or flush_interval_ms when that is shorter
+    threads: int = 1  # DuckDB worker threads of the gateway's store
     max_pending_events: int = 1_000_000  # journaled but not stored; beyond it the writer reports degraded
     retention_days: int | None = None  # raw events older than this are dropped; rollups stay
     loader: str | None = None  # inline | process (default: process when serving with several workers)
@@ -230,7 +231,7 @@ def _server(sec: dict[str, Any], problems: list[str]) -> ServerConfig:
 def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageConfig:
     _check_keys("storage", sec, {"backend", "path", "journal_dir", "flush_interval_ms", "fsync", "fsync_interval_ms",
                                  "max_pending_events", "retention_days", "loader", "catalog", "data_path",
-                                 "compaction_interval_s"}, problems)  # fmt: skip
+                                 "compaction_interval_s", "threads"}, problems)  # fmt: skip
     out = StorageConfig(path=base / "data" / "meterway.duckdb")
     backend = sec.get("backend", "duckdb")
     if backend not in ("duckdb", "ducklake"):
@@ -253,6 +254,8 @@ def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageCon
     if "max_pending_events" in sec:
         n = _int("storage.max_pending_events", sec["max_pending_events"], problems, 1)
         out.max_pending_events = n or out.max_pending_events
+    if "threads" in sec:
+        out.threads = _int("storage.threads", sec["threads"], problems, 1, 256) or out.threads
     if sec.get("retention_days") is not None:
         out.retention_days = _int("storage.retention_days", sec["retention_days"], problems, 1, 100_000)
     if sec.get("loader") is not None:

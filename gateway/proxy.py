@@ -47,6 +47,7 @@ _DROP_RESPONSE = frozenset(
 )
 _STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl")
 _JSON_TYPE = [(b"content-type", b"application/json")]
+WATCH_AFTER = 0.1  # seconds an exchange runs before a client disconnect is watched for
 
 
 @dataclass(slots=True)
@@ -176,7 +177,7 @@ class Proxy:
         upstream = self.upstreams.get(provider.name, self.default_upstream)
         outcome = Outcome(status=502, attribution=attr)
         task = asyncio.current_task()
-        watcher = asyncio.ensure_future(_watch_disconnect(receive, ex, task))
+        watch = _Watch(receive, ex, task)
         meter: Meter | None = None
         try:
             try:
@@ -223,7 +224,7 @@ class Proxy:
                 await send_json(send, err.status, api.error_body(err.status, err.code, err.message), ex.request_id)
         finally:
             ex.done = True
-            watcher.cancel()
+            watch.cancel()
 
     async def _relay_stream(
         self,
@@ -343,11 +344,36 @@ class Proxy:
             await send_json(send, err.status, body, ex.request_id, err.headers)
 
 
-async def _watch_disconnect(receive: Receive, ex: Exchange, task: asyncio.Task[Any] | None) -> None:
-    message = await receive()
-    if message["type"] == "http.disconnect" and not ex.done and task is not None:
-        ex.disconnected = True
-        task.cancel()
+class _Watch:
+    """Turns a client disconnect into a cancellation of the exchange.
+
+    The watching task starts only once the exchange has run for `WATCH_AFTER` seconds: an answer
+    faster than that never pays for a task, and a client that leaves earlier is noticed then
+    (uvicorn keeps the disconnect for the next `receive()`). Model calls that cost anything worth
+    stopping run far longer.
+    """
+
+    __slots__ = ("_ex", "_receive", "_target", "_task", "_timer")
+
+    def __init__(self, receive: Receive, ex: Exchange, target: asyncio.Task[Any] | None) -> None:
+        self._receive, self._ex, self._target = receive, ex, target
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER, self._start)
+
+    def _start(self) -> None:
+        if not self._ex.done:
+            self._task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self._ex.done and self._target is not None:
+            self._ex.disconnected = True
+            self._target.cancel()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 async def send_json(send: Send, status: int, body: bytes, request_id: str, extra: dict[str, str] | None = None) -> None:

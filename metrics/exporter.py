@@ -73,7 +73,10 @@ class MetricsExporter:
         return cls(recorder, exposition_registry(path), mirror, path)
 
     def record(self, event: UsageEvent) -> None:
+        """Record one event and publish it at once (the gateway records through `recorder` and lets
+        the exporter publish before each scrape and every `sync_interval`)."""
         self.recorder.record(event)
+        self.recorder.flush()
 
     def render(self, accept: str = "", accept_encoding: str = "") -> tuple[bytes, dict[str, str]]:
         """The exposition body and its headers, negotiated like prometheus-client's own handlers."""
@@ -95,12 +98,14 @@ class MetricsExporter:
         return Route("/metrics", self.endpoint, methods=["GET"])
 
     def sync(self) -> None:
-        """Mirror this worker's writer stats (multiprocess mode only; a no-op otherwise)."""
+        """Publish the recorder's pending counts and mirror this worker's writer stats (the latter in
+        multiprocess mode only). Runs on the event loop, the thread that records."""
+        self.recorder.flush()
         if self.mirror is not None:
             self.mirror.sync()
 
     async def start(self) -> None:
-        if self.mirror is None or self._task is not None:
+        if self._task is not None:
             return
         self.sync()
         self._task = asyncio.create_task(self._sync_loop(), name="meterway-metrics-sync")
@@ -114,10 +119,10 @@ class MetricsExporter:
         self.sync()
 
     async def _sync_loop(self) -> None:
-        assert self.multiproc is not None
         while True:
             try:
-                forget_dead_workers(self.multiproc)
+                if self.multiproc is not None:
+                    forget_dead_workers(self.multiproc)
                 self.sync()
             except Exception:  # a metrics hiccup must never take the gateway down
                 log.exception("syncing writer metrics failed")

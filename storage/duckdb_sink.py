@@ -56,7 +56,7 @@ class StorageLocked(StorageError):
 def json_columns() -> str:
     parts = []
     for name, kind in COLUMNS:
-        kind = kind.replace(" PRIMARY KEY", "")
+        kind = kind.replace(" NOT NULL", "")
         parts.append(f"'{name}': '{kind}'")
     return "{" + ", ".join(parts) + "}"
 
@@ -80,12 +80,16 @@ def open_duckdb(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnectio
 class DuckDBSink:
     """Owns the DuckDB file. Thread-safe: loads and writes are serialized by a lock."""
 
-    def __init__(self, path: Path, retention_days: int | None = None) -> None:
+    def __init__(self, path: Path, retention_days: int | None = None, threads: int | None = None) -> None:
+        """`threads`: DuckDB's worker threads (default: one per core). A gateway's loads are small and
+        frequent, and one thread does them with the least CPU, leaving the cores to the request path."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.location = str(path)  # what status pages show as where events are stored
         self.workdir = path.parent  # for scratch files
         con = open_duckdb(path)
+        if threads is not None:
+            con.execute(f"SET threads = {int(threads)}")
         try:
             self.upgraded_from = migrate(con, path)
         except SchemaError as exc:
@@ -101,11 +105,20 @@ class DuckDBSink:
         self._readers = self._con.cursor()
         self._last_maintenance: float | None = None
         self._names = ", ".join(name for name, _ in COLUMNS)
-        self._stage_sql = (
-            f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT DISTINCT ON (request_id) {self._names} FROM read_json(?, "
-            f"format='newline_delimited', ignore_errors=true, columns={json_columns()}) "
-            "WHERE request_id IS NOT NULL AND ts IS NOT NULL AND ts >= ?"
+        # The new events of some segments: each request id once, minus those already stored. request_id
+        # has no index (DuckDB keeps one in memory, growing with every event), so the stored ids are
+        # scanned: for journal segments only those of the segments' time span, since a stored copy of
+        # a journaled event has its timestamp; for records from elsewhere, all of them.
+        new_sql = (
+            f"CREATE OR REPLACE TEMP TABLE _new AS WITH s AS MATERIALIZED (SELECT DISTINCT ON (request_id) "
+            f"{self._names} FROM read_json(?, format='newline_delimited', ignore_errors=true, "
+            f"columns={json_columns()}) WHERE request_id IS NOT NULL AND ts IS NOT NULL AND ts >= ?) "
+            f"SELECT * FROM s ANTI JOIN (SELECT request_id FROM {TABLE} WHERE_STORED) USING (request_id)"
         )
+        self._new_journal_sql = new_sql.replace(
+            "WHERE_STORED", "WHERE ts BETWEEN (SELECT min(ts) FROM s) AND (SELECT max(ts) FROM s)"
+        )
+        self._new_any_sql = new_sql.replace("WHERE_STORED", "")
         row = self._con.execute(f"SELECT value FROM {META} WHERE key = 'retention_watermark'").fetchone()
         self.watermark: datetime | None = datetime.fromisoformat(row[0]) if row else None
 
@@ -116,19 +129,19 @@ class DuckDBSink:
     # -- loading ---------------------------------------------------------------------------------
 
     def load_segment(self, segment: Path) -> int:
-        """Insert a journal segment's events and add the new ones to the rollups; returns how many were new."""
-        return self.load_segments([segment])
+        """Store a file of events from anywhere (an import, usage records) and add the new ones to the
+        rollups; returns how many were new. An event whose request id is stored already is skipped."""
+        with self._lock:
+            return self._load([segment], journal=False)
 
     def load_segments(self, segments: list[Path]) -> int:
-        """Load several segments in one transaction (what a store process fed by many workers does)."""
+        """Load journal segments in one transaction (what a store process fed by many workers does);
+        a segment loaded twice (a crash between load and delete) adds nothing the second time."""
         with self._lock:
-            try:
-                return self._load(segments, windowed=True)
-            except duckdb.ConstraintException:
-                return self._load(segments, windowed=False)
+            return self._load(segments)
 
     def load_events(self, events: Iterable[UsageEvent]) -> int:
-        """Store events directly (as one segment); returns how many were new."""
+        """Store events directly (as one file, see `load_segment`); returns how many were new."""
         fd, name = tempfile.mkstemp(prefix="meterway-", suffix=".jsonl", dir=self.workdir)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -139,18 +152,13 @@ class DuckDBSink:
             with contextlib.suppress(OSError):
                 os.unlink(name)
 
-    def _load(self, segments: list[Path], *, windowed: bool) -> int:
+    def _load(self, segments: list[Path], journal: bool = True) -> int:
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:
             files = [str(segment) for segment in segments]
-            con.execute(self._stage_sql, [files, self.watermark or datetime.min.replace(tzinfo=UTC)])
-            stored = f"(SELECT request_id FROM {TABLE}"
-            if windowed:
-                stored += " WHERE ts BETWEEN (SELECT min(ts) FROM _stage) AND (SELECT max(ts) FROM _stage)"
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE _new AS SELECT * FROM _stage ANTI JOIN {stored}) s USING (request_id)"
-            )
+            sql = self._new_journal_sql if journal else self._new_any_sql
+            con.execute(sql, [files, self.watermark or datetime.min.replace(tzinfo=UTC)])
             row = con.execute("SELECT count(*) FROM _new").fetchone()
             if row and row[0]:
                 con.execute(f"INSERT INTO {TABLE} ({self._names}) SELECT {self._names} FROM _new")
@@ -160,7 +168,7 @@ class DuckDBSink:
             _rollback(con)
             raise
         finally:
-            con.execute("DROP TABLE IF EXISTS _stage; DROP TABLE IF EXISTS _new")
+            con.execute("DROP TABLE IF EXISTS _new")
         return int(row[0]) if row else 0
 
     # -- writes other than loads -----------------------------------------------------------------

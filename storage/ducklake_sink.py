@@ -85,8 +85,8 @@ class DuckLakeSink(DuckDBSink):
     def apply_rollups(self, con: duckdb.DuckDBPyConnection, source: str, sign: int = 1) -> None:
         rollups.append(con, source, sign)
 
-    def _load(self, segments: list[Path], *, windowed: bool) -> int:
-        return _retrying(lambda: DuckDBSink._load(self, segments, windowed=windowed))
+    def _load(self, segments: list[Path], journal: bool = True) -> int:
+        return _retrying(lambda: DuckDBSink._load(self, segments, journal))
 
     def _transaction(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         return _retrying(lambda: DuckDBSink._transaction(self, work))
@@ -170,7 +170,7 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
                 f"the DuckLake has storage schema version {version}, but this Meterway understands versions up to "
                 f"{CURRENT_VERSION}: upgrade Meterway to use it"
             )
-        columns = ", ".join(f"{name} {kind.replace(' PRIMARY KEY', ' NOT NULL')}" for name, kind in COLUMNS)
+        columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
         con.execute(f"CREATE TABLE IF NOT EXISTS {EVENTS} ({columns})")
         for table in rollups.TABLES:
             con.execute(

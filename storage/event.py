@@ -17,7 +17,7 @@ import orjson
 from pricing.calculator import Priced
 
 COLUMNS: tuple[tuple[str, str], ...] = (
-    ("request_id", "VARCHAR PRIMARY KEY"),
+    ("request_id", "VARCHAR NOT NULL"),  # the key: stored once per request (see storage.duckdb_sink)
     ("ts", "TIMESTAMPTZ"),
     ("duration_ms", "DOUBLE"),
     ("ttft_ms", "DOUBLE"),

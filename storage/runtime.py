@@ -59,10 +59,13 @@ class InlineStorage:
         return await asyncio.to_thread(self.sink.writable)
 
 
+FSYNC_INTERVAL_MS = 200  # the default: what a power loss may cost of the newest events
+
+
 def event_writer(sink: EventSink | None, storage: StorageConfig) -> EventWriter:
     return EventWriter(
         sink, storage.spool, storage.flush_interval_ms / 1000, fsync=storage.fsync,
-        fsync_interval=storage.fsync_interval_ms / 1000 if storage.fsync_interval_ms else None,
+        fsync_interval=(storage.fsync_interval_ms or min(FSYNC_INTERVAL_MS, storage.flush_interval_ms)) / 1000,
         max_pending=storage.max_pending_events,
     )  # fmt: skip
 

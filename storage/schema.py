@@ -74,9 +74,21 @@ def _v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(AUDIT_DDL)
 
 
+def _v3(con: duckdb.DuckDBPyConnection) -> None:
+    # request_id stays the events' key (the loader stores each once) but loses DuckDB's PRIMARY KEY
+    # index, which lives in memory and grows with every event stored. No ALTER drops a constraint,
+    # so the table is rebuilt, in time order.
+    columns = _V1_EVENT_COLUMNS.replace("request_id VARCHAR PRIMARY KEY", "request_id VARCHAR NOT NULL")
+    con.execute(f"CREATE TABLE {EVENTS}_v3 ({columns})")
+    con.execute(f"INSERT INTO {EVENTS}_v3 SELECT * FROM {EVENTS} ORDER BY ts")
+    con.execute(f"DROP TABLE {EVENTS}")
+    con.execute(f"ALTER TABLE {EVENTS}_v3 RENAME TO {EVENTS}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "usage events", _v1),
     Migration(2, "hourly, daily and monthly rollups; price audit", _v2),
+    Migration(3, "no in-memory index on request_id", _v3),
 )
 CURRENT_VERSION = MIGRATIONS[-1].version
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def _duckdb(storage: StorageConfig) -> DuckDBSink:
-    return DuckDBSink(storage.path, retention_days=storage.retention_days)
+    return DuckDBSink(storage.path, retention_days=storage.retention_days, threads=storage.threads)
 
 
 def _ducklake(storage: StorageConfig) -> DuckDBSink:

@@ -108,7 +108,7 @@ class LocalStore:
         try:
             claim_orphans(spool)
             for segment in closed_segments(spool):
-                self.sink.load_segment(segment)
+                self.sink.load_segments([segment])
                 segment.unlink()
         finally:
             lock.release()

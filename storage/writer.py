@@ -15,7 +15,7 @@ twice.
 
 fsync policy (`storage.fsync`), which only matters for a power loss or kernel crash:
   interval (default): a segment is fsynced before it is loaded, and the open one every
-      `fsync_interval` (default: the flush interval) from a worker thread, so a power loss costs at
+      `fsync_interval` (`storage.fsync_interval_ms`, 200 ms by default) from a worker thread, so a power loss costs at
       most that much of the most recent events while the request path never waits for a disk.
   always: fsync after every event; nothing is lost even on power loss, but each request waits
       for the disk (a few ms on SSD, far more on network or spinning disks).

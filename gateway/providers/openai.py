@@ -16,7 +16,7 @@ import orjson
 
 from gateway.providers import common
 from gateway.providers.base import JSON, Call, GatewayError, Meter, MeterReport, ProviderConfig, UpstreamRequest
-from gateway.providers.sse import SSEDecoder, SSEEvent
+from gateway.providers.sse import SSEDecoder, SSEEvent, events_around
 from gateway.usage import Usage, as_int
 
 _ENDPOINTS = {
@@ -127,6 +127,23 @@ def _may_matter(pending: bytes, chunk: bytes) -> bool:
     return _has_usage(window) or b"error" in window or b"response.failed" in window
 
 
+_MARKERS = (b'"usage"', b"error", b"response.failed")
+
+
+def _null_after(data: bytes, pos: int) -> bool:
+    """Whether the JSON value after a key ending at `pos` is null (`"usage":null`, `"usage": null`)."""
+    return data[pos : pos + 8].replace(b" ", b"").startswith(b":null")
+
+
+def _cut(data: bytes, spans: list[tuple[int, int]]) -> bytes:
+    parts, at = [], 0
+    for start, end in spans:
+        parts.append(data[at:start])
+        at = end
+    parts.append(data[at:])
+    return b"".join(parts)
+
+
 def _has_usage(data: bytes) -> bool:
     n = data.count(b'"usage"')
     return n > 0 and n > data.count(b'"usage":null') + data.count(b'"usage": null')
@@ -192,15 +209,25 @@ class SSEMeter:
         if self._kept < _TEXT_CAP:
             self._raw.append(chunk)
             self._kept += len(chunk)
-        if self._model is not None and not _may_matter(self._decoder.pending, chunk):
-            complete = self._decoder.skip(chunk)  # no usage, error or model here: no event is parsed
-            return complete if self._strip else chunk
-        events = self._decoder.feed(chunk)
-        if not self._strip:
-            for ev in events:
-                self._read(ev)
-            return chunk
-        return b"".join([ev.raw for ev in events if self._read(ev)])
+        may_matter = self._model is None or _may_matter(self._decoder.pending, chunk)
+        complete = self._decoder.skip(chunk)  # the complete events so far, none of them parsed yet
+        if may_matter and complete:
+            dropped = [(a, b) for a, b, ev in events_around(complete, self._decoder.separator, self._marks(complete))
+                       if not self._read(ev)]  # fmt: skip
+            if self._strip and dropped:
+                return _cut(complete, dropped)
+        return complete if self._strip else chunk
+
+    def _marks(self, region: bytes) -> list[int]:
+        """Offsets in `region` of whatever may be usage, an error or (until known) the model."""
+        marks = [0] if self._model is None else []
+        for marker in _MARKERS:
+            pos = region.find(marker)
+            while pos >= 0:
+                if marker != b'"usage"' or not _null_after(region, pos + len(marker)):
+                    marks.append(pos)
+                pos = region.find(marker, pos + len(marker))
+        return marks
 
     def finish(self) -> bytes:
         events = self._decoder.finish()

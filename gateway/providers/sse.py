@@ -58,6 +58,11 @@ class SSEDecoder:
         self._buf = buf[cut:]
         return buf[:cut]
 
+    @property
+    def separator(self) -> bytes:
+        """The blank-line separator (b"" until the first line end is seen)."""
+        return self._sep
+
     def _detect(self, buf: bytes) -> bytes:
         lf = buf.find(b"\n")
         cr = buf.find(b"\r")
@@ -78,6 +83,27 @@ class SSEDecoder:
     @property
     def pending(self) -> bytes:
         return self._buf
+
+
+def events_around(region: bytes, sep: bytes, offsets: list[int]) -> list[tuple[int, int, SSEEvent]]:
+    """The events of `region` (complete events, as `skip` returns them) that hold the given offsets.
+
+    Returns (start, end, event) in stream order, each event once however many offsets fall in it;
+    the rest of the region is neither split nor parsed.
+    """
+    found: list[tuple[int, int, SSEEvent]] = []
+    n = len(sep)
+    last_end = -1
+    for pos in sorted(offsets):
+        if pos < last_end:
+            continue  # inside the event just taken
+        start = region.rfind(sep, 0, pos)
+        start = 0 if start < 0 else start + n
+        end = region.find(sep, pos)
+        last_end = len(region) if end < 0 else end + n
+        block = region[start:end] if end >= 0 else region[start:]
+        found.append((start, last_end, _parse_event(block, region[start:last_end])))
+    return found
 
 
 def _parse_event(block: bytes, raw: bytes) -> SSEEvent:

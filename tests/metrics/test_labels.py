@@ -55,9 +55,11 @@ def test_ten_thousand_tenants_keep_the_series_count_bounded() -> None:
     recorder = MetricsRecorder(build_metrics(registry, attribution=("tenant", "feature", "user")), config, "USD")
     for i in range(100):
         recorder.record(_event(i))
+    recorder.flush()
     after_100 = _series(registry)
     for i in range(100, 10_000):
         recorder.record(_event(i))
+    recorder.flush()
 
     assert _series(registry) == after_100, "series stop growing once the top-N is full"
     tenants = {s.labels["tenant"] for f in registry.collect() for s in f.samples if "tenant" in s.labels}

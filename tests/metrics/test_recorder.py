@@ -18,12 +18,22 @@ TOKEN_FIELDS = dict(zip(TOKEN_TYPES, ("input_tokens", "cached_input_tokens", "ca
                                       "reasoning_tokens"), strict=True))  # fmt: skip
 
 
-def recorder(config: MetricsConfig | None = None) -> tuple[MetricsRecorder, CollectorRegistry]:
+class PublishingRecorder(MetricsRecorder):
+    """Publishes after every event, as a scrape would see it."""
+
+    def record(self, event: UsageEvent) -> None:
+        super().record(event)
+        self.flush()
+
+
+def recorder(
+    config: MetricsConfig | None = None, cls: type[MetricsRecorder] = PublishingRecorder
+) -> tuple[MetricsRecorder, CollectorRegistry]:
     config = config or MetricsConfig()
     registry = CollectorRegistry()
     attribution = tuple(n for n in ("tenant", "feature", "user") if getattr(config, n).enabled)
     metrics = build_metrics(registry, attribution=attribution, naming=config.naming)
-    return MetricsRecorder(metrics, config, "USD"), registry
+    return cls(metrics, config, "USD"), registry
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -139,3 +149,40 @@ def test_budget_gauge() -> None:
 
 def _samples(registry: CollectorRegistry, name: str) -> list[Sample]:
     return [s for m in registry.collect() for s in m.samples if s.name == name]
+
+
+def test_counts_wait_for_flush_and_then_equal_direct_observation() -> None:
+    """Recording only adds to pending sums; a flush publishes exactly what prometheus-client's own
+    `inc`/`observe` calls would have, bucket by bucket."""
+    rec, reg = recorder(MetricsConfig(naming="both"), cls=MetricsRecorder)
+    base = transcript_event("openai_chat_stream_include_usage_toolcall.json", tenant="acme", feature="chat")
+    durations = [0.0, 0.05, 0.0500001, 0.1, 0.3, 1.0, 7.5, 1200.0, 5000.0]
+    events = [dataclasses.replace(base, request_id=f"r{i}", duration_ms=d * 1000, ttft_ms=d * 500)
+              for i, d in enumerate(durations)]  # fmt: skip
+    for event in events:
+        rec.record(event)
+    pm = {"provider": base.provider or "none", "model": base.model or "none"}
+    assert value(reg, "meterway_requests_total", **pm, endpoint="chat.completions", status_class="2xx",
+                 tenant="acme", feature="chat") == 0.0  # fmt: skip
+
+    rec.flush()
+    direct = CollectorRegistry()
+    metrics = build_metrics(direct, naming="both")
+    for event in events:
+        metrics.requests.labels(pm["provider"], pm["model"], "chat.completions", "2xx", "acme", "chat").inc()
+        assert metrics.duration is not None
+        metrics.duration.labels(pm["provider"], pm["model"], "true").observe(event.duration_ms / 1000)
+        metrics.ttft.labels(pm["provider"], pm["model"]).observe((event.ttft_ms or 0) / 1000)
+    for name in (
+        "meterway_requests_total",
+        "meterway_request_duration_seconds",
+        "meterway_time_to_first_token_seconds",
+    ):
+        got = {(s.name, tuple(sorted(s.labels.items()))): s.value for m in reg.collect() if m.name in name
+               for s in m.samples if not s.name.endswith("_created")}  # fmt: skip
+        want = {(s.name, tuple(sorted(s.labels.items()))): s.value for m in direct.collect() if m.name in name
+                for s in m.samples if not s.name.endswith("_created")}  # fmt: skip
+        assert got and got == pytest.approx(want), name
+    rec.flush()  # nothing pending: a second flush changes nothing
+    assert value(reg, "meterway_requests_total", **pm, endpoint="chat.completions", status_class="2xx",
+                 tenant="acme", feature="chat") == len(events)  # fmt: skip

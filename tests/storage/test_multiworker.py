@@ -61,7 +61,8 @@ def test_two_workers_store_every_event_once_and_both_answer_admin_queries(tmp_pa
             if len(workers) == 2:
                 break
         assert len(workers) == 2, "one worker answered every admin query"
-        assert metric_sum(gateway.url, "meterway_requests_total") == len(answered)
+        # each worker publishes its counts at least once a second; the scrape sums every worker's files
+        wait_until(lambda: metric_sum(gateway.url, "meterway_requests_total") == len(answered))
         served = {int(m.group(1)) for f in metrics_dir.glob("counter_*.db") if (m := re.search(r"_(\d+)\.db$", f.name))}
         assert {int(w) for w in workers} <= served, "both workers' metrics are in the multiprocess directory"
 

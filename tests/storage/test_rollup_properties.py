@@ -71,3 +71,38 @@ def test_rollups_equal_aggregates_of_the_raw_events(segments: list[list[UsageEve
             assert sink.query("SELECT sum(requests) FROM usage_rollup_monthly") == [(len(ids),)]
         finally:
             sink.close()
+
+
+@st.composite
+def journal_batches(draw: st.DrawFn) -> list[list[list[UsageEvent]]]:
+    """What a loader sees: each event journaled once, in one segment; a segment may come again after a crash
+    between its load and its deletion; several segments load in one batch."""
+    pool = list({e.request_id: e for e in draw(st.lists(events(), min_size=1, max_size=40))}.values())
+    cuts = sorted(draw(st.lists(st.integers(1, len(pool)), max_size=6)))
+    segments = [pool[a:b] for a, b in zip([0, *cuts], [*cuts, len(pool)], strict=True) if pool[a:b]]
+    loads = segments + draw(st.lists(st.sampled_from(segments), max_size=3))
+    sizes = draw(st.lists(st.integers(1, 3), min_size=len(loads), max_size=len(loads)))
+    batches, at = [], 0
+    for size in sizes:
+        if at < len(loads):
+            batches.append(loads[at : at + size])
+            at += size
+    return batches
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(journal_batches())
+def test_journal_segments_loaded_again_add_nothing(batches: list[list[list[UsageEvent]]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        sink = DuckDBSink(Path(":memory:"))
+        try:
+            new = 0
+            for b, batch in enumerate(batches):
+                files = [write_segment(Path(tmp) / f"{b}-{i}.jsonl", seg) for i, seg in enumerate(batch)]
+                new += sink.load_segments(files)
+            ids = {e.request_id for batch in batches for seg in batch for e in seg}
+            assert sink.query("SELECT count(*), count(DISTINCT request_id) FROM llm_usage_events") == [(len(ids),) * 2]
+            assert new == len(ids)
+            assert set(rollup_mismatches(sink).values()) == {0}
+        finally:
+            sink.close()

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, load_config
+from storage.runtime import event_writer
+from storage.sinks import open_sink
 
 
 def test_storage_keys_parse(tmp_path: Path) -> None:
@@ -20,6 +22,27 @@ def test_storage_keys_parse(tmp_path: Path) -> None:
     assert storage.path == tmp_path / "e.duckdb"
 
 
+def test_defaults_load_each_second_sync_five_times_a_second_on_one_duckdb_thread(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("storage: {path: e.duckdb}\n")
+    storage = load_config(cfg, env={}).storage
+    writer = event_writer(None, storage)
+    assert (writer.flush_interval, writer.fsync_interval) == (1.0, 0.2)
+    sink = open_sink(storage)
+    try:
+        assert sink.query("SELECT current_setting('threads')") == [(1,)]
+    finally:
+        sink.close()
+    cfg.write_text("storage: {path: e.duckdb, flush_interval_ms: 50, threads: 2}\n")
+    storage = load_config(cfg, env={}).storage
+    assert event_writer(None, storage).fsync_interval == 0.05
+    sink = open_sink(storage)
+    try:
+        assert sink.query("SELECT current_setting('threads')") == [(2,)]
+    finally:
+        sink.close()
+
+
 def test_bad_storage_keys_are_one_line_each(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text("storage: {fsync: sometimes, retention_days: -3, max_pending_events: lots, fsync_interval: 5}\n")
@@ -28,7 +51,8 @@ def test_bad_storage_keys_are_one_line_each(tmp_path: Path) -> None:
     problems = [p.split(": ", 1)[1] for p in err.value.problems]
     assert sorted(problems) == sorted([
         "storage.fsync_interval: unknown key (expected one of backend, catalog, compaction_interval_s, data_path, "
-        "flush_interval_ms, fsync, fsync_interval_ms, journal_dir, loader, max_pending_events, path, retention_days)",
+        "flush_interval_ms, fsync, fsync_interval_ms, journal_dir, loader, max_pending_events, path, retention_days, "
+        "threads)",
         "storage.fsync: expected 'interval', 'always' or 'never', got 'sometimes'",
         "storage.max_pending_events: expected an integer from 1 to 2147483648, got 'lots'",
         "storage.retention_days: expected an integer from 1 to 100000, got -3",

@@ -1,0 +1,75 @@
+"""Soak: Meterway under steady load for a while, its memory read every interval.
+
+Starts the benchmark's nginx upstream and Meterway (the same config as `bench.run`), then drives it
+with wrk at one concurrency for `--minutes`, alternating JSON and SSE each interval, and after each
+interval prints the requests so far and the RSS of Meterway's process tree. Flat RSS after the
+first intervals means nothing grows with the number of requests served (events, metrics series,
+connections, buffers). Everything listens on 127.0.0.1; each wrk run is bounded by -d.
+
+    python -m bench.soak [--minutes 10] [--interval 60] [--conc 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.run import LUA, METERWAY_PORT, UPSTREAM_PORT, Target, body_for, meterway_config, rss_mib, start, wrk
+from bench.upstream import NginxUpstream
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.soak", description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)  # fmt: skip
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--interval", type=int, default=60)
+    parser.add_argument("--conc", type=int, default=16)
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        raise SystemExit("the soak needs nginx and wrk: apt-get install nginx wrk")
+    tmp = Path(tempfile.mkdtemp(prefix="meterway-soak-"))
+    scripts = {}
+    for mode in ("json", "stream"):
+        scripts[mode] = tmp / f"{mode}.lua"
+        scripts[mode].write_text(LUA % json.dumps(body_for(mode)))
+    cmd = [str(Path(sys.executable).parent / "meterway"), "serve", "--config", str(meterway_config(tmp))]
+    target = Target("meterway", METERWAY_PORT, {m: "/v1/chat/completions" for m in scripts}, cmd)
+    upstream = NginxUpstream(tmp / "nginx", UPSTREAM_PORT)
+    upstream.start()
+    total, errors, rows = 0, 0, []
+    try:
+        start(target, tmp / "meterway.log")
+        assert target.proc is not None
+        rows.append((0.0, 0, rss_mib(target.proc.pid)))
+        print(f"{'minute':>6} {'requests':>10} {'req/s':>7} {'RSS MiB':>8}", flush=True)
+        print(f"{0.0:>6.1f} {0:>10} {'':>7} {rows[0][2]:>8.1f}", flush=True)
+        began = time.monotonic()
+        mode_index = 0
+        while time.monotonic() - began < args.minutes * 60:
+            mode = ("json", "stream")[mode_index % 2]
+            mode_index += 1
+            res = wrk(target.url(mode), scripts[mode], args.conc, args.interval)
+            total += int(res["requests"])
+            errors += int(res["errors"] + res["non2xx"])
+            minute = (time.monotonic() - began) / 60
+            rows.append((minute, total, rss_mib(target.proc.pid)))
+            rate = res["requests"] / (res["us"] / 1e6)
+            print(f"{minute:>6.1f} {total:>10} {rate:>7.0f} {rows[-1][2]:>8.1f}", flush=True)
+    finally:
+        if target.proc is not None:
+            target.proc.terminate()
+            target.proc.wait(60)
+        upstream.stop()
+    later = [r[2] for r in rows[len(rows) // 2 :]]
+    print(f"{total} requests, {errors} errors; RSS {rows[0][2]:.1f} MiB idle, {rows[-1][2]:.1f} MiB at the end, "
+          f"{max(later) - min(later):.1f} MiB range over the second half")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
