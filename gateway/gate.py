@@ -41,6 +41,7 @@ from storage.event import UsageEvent
 log = logging.getLogger("meterway.governance")
 KEY_PREFIX = "mw-"
 _KEY_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key", "x-meterway-key")
+_KEY_HEADER_NAMES = frozenset(name.encode() for name in _KEY_HEADERS)  # ASGI header names are lower-case bytes
 _OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "maxOutputTokens", "num_predict")
 
 
@@ -197,8 +198,8 @@ class Gate:
 
 def _find_key(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
     for name, value in headers:
-        text = name.decode("latin-1")
-        if text in _KEY_HEADERS:
+        if name in _KEY_HEADER_NAMES:
+            text = name.decode("latin-1")
             token = value.decode("latin-1").strip()
             if text == "authorization":
                 token = token.removeprefix("Bearer ").removeprefix("bearer ").strip()

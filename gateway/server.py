@@ -44,6 +44,7 @@ def uvicorn_config(config: Config) -> uvicorn.Config:
         http="httptools",
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # nothing reads the client address, so no X-Forwarded-* rewriting per request
         server_header=False,
         log_level="warning",
         timeout_graceful_shutdown=int(config.server.grace_seconds),
