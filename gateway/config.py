@@ -55,6 +55,7 @@ class StorageConfig:
     fsync: str = "interval"  # interval | always | never
     fsync_interval_ms: int | None = None  # default: 200, or flush_interval_ms when that is shorter
     threads: int = 1  # DuckDB worker threads of the gateway's store
+    memory_limit: str = "256MB"  # DuckDB's memory limit in the gateway's store (its cache stays bounded)
     max_pending_events: int = 1_000_000  # journaled but not stored; beyond it the writer reports degraded
     retention_days: int | None = None  # raw events older than this are dropped; rollups stay
     loader: str | None = None  # inline | process (default: process when serving with several workers)
@@ -231,7 +232,7 @@ def _server(sec: dict[str, Any], problems: list[str]) -> ServerConfig:
 def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageConfig:
     _check_keys("storage", sec, {"backend", "path", "journal_dir", "flush_interval_ms", "fsync", "fsync_interval_ms",
                                  "max_pending_events", "retention_days", "loader", "catalog", "data_path",
-                                 "compaction_interval_s", "threads"}, problems)  # fmt: skip
+                                 "compaction_interval_s", "threads", "memory_limit"}, problems)  # fmt: skip
     out = StorageConfig(path=base / "data" / "meterway.duckdb")
     backend = sec.get("backend", "duckdb")
     if backend not in ("duckdb", "ducklake"):
@@ -256,6 +257,14 @@ def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageCon
         out.max_pending_events = n or out.max_pending_events
     if "threads" in sec:
         out.threads = _int("storage.threads", sec["threads"], problems, 1, 256) or out.threads
+    if "memory_limit" in sec:
+        limit = str(sec["memory_limit"]).strip().upper().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?(KB|MB|GB|TB|KIB|MIB|GIB|TIB)", limit):
+            out.memory_limit = limit
+        else:
+            problems.append(
+                f"storage.memory_limit: expected a size such as '256MB' or '2GB', got {sec['memory_limit']!r}"
+            )
     if sec.get("retention_days") is not None:
         out.retention_days = _int("storage.retention_days", sec["retention_days"], problems, 1, 100_000)
     if sec.get("loader") is not None:

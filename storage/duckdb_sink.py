@@ -80,9 +80,13 @@ def open_duckdb(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnectio
 class DuckDBSink:
     """Owns the DuckDB file. Thread-safe: loads and writes are serialized by a lock."""
 
-    def __init__(self, path: Path, retention_days: int | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self, path: Path, retention_days: int | None = None, threads: int | None = None, memory_limit: str | None = None
+    ) -> None:
         """`threads`: DuckDB's worker threads (default: one per core). A gateway's loads are small and
-        frequent, and one thread does them with the least CPU, leaving the cores to the request path."""
+        frequent, and one thread does them with the least CPU, leaving the cores to the request path.
+        `memory_limit` (default: DuckDB's, most of the machine's memory) bounds its cache of the file;
+        big queries spill to `<file>.tmp`."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.location = str(path)  # what status pages show as where events are stored
@@ -90,6 +94,8 @@ class DuckDBSink:
         con = open_duckdb(path)
         if threads is not None:
             con.execute(f"SET threads = {int(threads)}")
+        if memory_limit is not None:
+            con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
         try:
             self.upgraded_from = migrate(con, path)
         except SchemaError as exc:

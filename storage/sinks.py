@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 
 def _duckdb(storage: StorageConfig) -> DuckDBSink:
-    return DuckDBSink(storage.path, retention_days=storage.retention_days, threads=storage.threads)
+    return DuckDBSink(
+        storage.path, retention_days=storage.retention_days, threads=storage.threads, memory_limit=storage.memory_limit
+    )
 
 
 def _ducklake(storage: StorageConfig) -> DuckDBSink:

@@ -62,21 +62,23 @@ def usage_from(u: Any) -> Usage | None:
     """Normalize an OpenAI-style usage object (chat, completions, embeddings or responses)."""
     if not isinstance(u, dict):
         return None
-    pd = u.get("prompt_tokens_details") or u.get("input_tokens_details") or {}
-    cd = u.get("completion_tokens_details") or u.get("output_tokens_details") or {}
-    pd = pd if isinstance(pd, dict) else {}
-    cd = cd if isinstance(cd, dict) else {}
+    pd = u.get("prompt_tokens_details") or u.get("input_tokens_details")
+    cd = u.get("completion_tokens_details") or u.get("output_tokens_details")
     usage = Usage(
-        input_tokens=as_int(u.get("prompt_tokens", u.get("input_tokens"))),
-        output_tokens=as_int(u.get("completion_tokens", u.get("output_tokens"))),
+        input_tokens=as_int(u["prompt_tokens"] if "prompt_tokens" in u else u.get("input_tokens")),
+        output_tokens=as_int(u["completion_tokens"] if "completion_tokens" in u else u.get("output_tokens")),
         cached_input_tokens=as_int(
-            pd.get("cached_tokens") or u.get("prompt_cache_hit_tokens") or u.get("cached_tokens")
+            (pd.get("cached_tokens") if isinstance(pd, dict) else None)
+            or u.get("prompt_cache_hit_tokens")
+            or u.get("cached_tokens")
         ),
-        cache_write_tokens=as_int(
-            pd.get("cache_write_tokens") or pd.get("cache_creation_tokens") or pd.get("cache_creation_input_tokens")
-        ),
-        reasoning_tokens=as_int(cd.get("reasoning_tokens")),
     )
+    if isinstance(pd, dict) and pd:
+        usage.cache_write_tokens = as_int(
+            pd.get("cache_write_tokens") or pd.get("cache_creation_tokens") or pd.get("cache_creation_input_tokens")
+        )
+    if isinstance(cd, dict) and cd:
+        usage.reasoning_tokens = as_int(cd.get("reasoning_tokens"))
     total = u.get("total_tokens")
     usage.add_hidden_reasoning(as_int(total) if total is not None else None)
     return usage
@@ -84,8 +86,10 @@ def usage_from(u: Any) -> Usage | None:
 
 def find_usage(obj: JSON) -> Usage | None:
     """Usage wherever an OpenAI-compatible chunk puts it; found in several places, it counts once."""
+    usage = usage_from(obj.get("usage"))  # where nearly every response has it: looked at first, alone
+    if usage is not None:
+        return usage
     for candidate in (
-        obj.get("usage"),
         common.get_path(obj, "x_groq", "usage"),
         _first_choice(obj).get("usage"),
         common.get_path(obj, "response", "usage"),  # responses API: response.completed

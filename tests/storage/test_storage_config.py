@@ -31,28 +31,32 @@ def test_defaults_load_each_second_sync_five_times_a_second_on_one_duckdb_thread
     sink = open_sink(storage)
     try:
         assert sink.query("SELECT current_setting('threads')") == [(1,)]
+        assert sink.query("SELECT current_setting('memory_limit')") == [("244.1 MiB",)]  # 256 MB
     finally:
         sink.close()
-    cfg.write_text("storage: {path: e.duckdb, flush_interval_ms: 50, threads: 2}\n")
+    cfg.write_text("storage: {path: e.duckdb, flush_interval_ms: 50, threads: 2, memory_limit: 1GB}\n")
     storage = load_config(cfg, env={}).storage
     assert event_writer(None, storage).fsync_interval == 0.05
     sink = open_sink(storage)
     try:
         assert sink.query("SELECT current_setting('threads')") == [(2,)]
+        assert sink.query("SELECT current_setting('memory_limit')") == [("953.6 MiB",)]  # 1 GB
     finally:
         sink.close()
 
 
 def test_bad_storage_keys_are_one_line_each(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
-    cfg.write_text("storage: {fsync: sometimes, retention_days: -3, max_pending_events: lots, fsync_interval: 5}\n")
+    cfg.write_text("storage: {fsync: sometimes, retention_days: -3, max_pending_events: lots, fsync_interval: 5, "
+                   "memory_limit: lots}\n")  # fmt: skip
     with pytest.raises(ConfigError) as err:
         load_config(cfg, env={})
     problems = [p.split(": ", 1)[1] for p in err.value.problems]
     assert sorted(problems) == sorted([
         "storage.fsync_interval: unknown key (expected one of backend, catalog, compaction_interval_s, data_path, "
-        "flush_interval_ms, fsync, fsync_interval_ms, journal_dir, loader, max_pending_events, path, retention_days, "
-        "threads)",
+        "flush_interval_ms, fsync, fsync_interval_ms, journal_dir, loader, max_pending_events, memory_limit, path, "
+        "retention_days, threads)",
+        "storage.memory_limit: expected a size such as '256MB' or '2GB', got 'lots'",
         "storage.fsync: expected 'interval', 'always' or 'never', got 'sometimes'",
         "storage.max_pending_events: expected an integer from 1 to 2147483648, got 'lots'",
         "storage.retention_days: expected an integer from 1 to 100000, got -3",
