@@ -55,7 +55,7 @@ class StorageConfig:
     fsync: str = "interval"  # interval | always | never
     fsync_interval_ms: int | None = None  # default: 200, or flush_interval_ms when that is shorter
     threads: int = 1  # DuckDB worker threads of the gateway's store
-    memory_limit: str = "256MB"  # DuckDB's memory limit in the gateway's store (its cache stays bounded)
+    memory_limit: str = "128MB"  # DuckDB's memory limit in the gateway's store (its cache stays bounded)
     max_pending_events: int = 1_000_000  # journaled but not stored; beyond it the writer reports degraded
     retention_days: int | None = None  # raw events older than this are dropped; rollups stay
     loader: str | None = None  # inline | process (default: process when serving with several workers)

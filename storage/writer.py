@@ -44,7 +44,10 @@ from storage.event import UsageEvent
 from storage.journal import SegmentFile, SpoolLock, claim_orphans, closed_segments
 
 log = logging.getLogger("meterway.storage")
-LOAD_BATCH = 256  # segments loaded in one transaction
+LOAD_BATCH = 256  # segments loaded in one transaction at most
+# ... and at most this much journal (a bigger segment loads alone), so a backlog left by downtime loads in
+# steps whose working memory fits under storage.memory_limit
+LOAD_BATCH_BYTES = 16 << 20
 HANDOFF_WAIT = 5.0  # seconds a journal-only writer waits at stop for the loader to take its last segments
 
 
@@ -234,9 +237,8 @@ class EventWriter:
 
     def _load_all(self) -> None:
         claim_orphans(self.spool)
-        segments = closed_segments(self.spool)
-        for start in range(0, len(segments), LOAD_BATCH):
-            self._load(segments[start : start + LOAD_BATCH])
+        for batch in batches(closed_segments(self.spool)):
+            self._load(batch)
 
     def _load(self, segments: list[Path]) -> None:
         """One transaction for a batch of segments: with many workers, one per worker per interval adds up."""
@@ -251,3 +253,20 @@ class EventWriter:
         self.sink.load_segments(segments)
         for segment in segments:
             segment.unlink()
+
+
+def batches(segments: list[Path]) -> list[list[Path]]:
+    """Consecutive groups of segments, each within LOAD_BATCH segments and LOAD_BATCH_BYTES of journal."""
+    groups: list[list[Path]] = []
+    size = 0
+    for segment in segments:
+        try:
+            length = segment.stat().st_size
+        except FileNotFoundError:
+            continue
+        if not groups or len(groups[-1]) >= LOAD_BATCH or size + length > LOAD_BATCH_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(segment)
+        size += length
+    return groups

@@ -31,7 +31,7 @@ def test_defaults_load_each_second_sync_five_times_a_second_on_one_duckdb_thread
     sink = open_sink(storage)
     try:
         assert sink.query("SELECT current_setting('threads')") == [(1,)]
-        assert sink.query("SELECT current_setting('memory_limit')") == [("244.1 MiB",)]  # 256 MB
+        assert sink.query("SELECT current_setting('memory_limit')") == [("122.0 MiB",)]  # 128 MB
     finally:
         sink.close()
     cfg.write_text("storage: {path: e.duckdb, flush_interval_ms: 50, threads: 2, memory_limit: 1GB}\n")

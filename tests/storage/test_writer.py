@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from storage import writer as writer_module
 from storage.duckdb_sink import DuckDBSink
 from storage.writer import EventWriter
 from tests.storage.helpers import count, event, write_segment
@@ -132,3 +133,39 @@ async def test_segments_left_by_a_crash_are_loaded_at_start_once(tmp_path: Path)
     assert count(sink) == 4 and sink.query("SELECT sum(requests) FROM usage_rollup_hourly") == [(4,)]
     assert not list(journal.glob("1-*.jsonl"))
     await writer.stop()
+
+
+class RecordingSink(FlakySink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.batches: list[list[str]] = []
+
+    def load_segments(self, segments: list[Path]) -> int:
+        self.batches.append([s.name for s in segments])
+        return super().load_segments(segments)
+
+
+async def test_a_backlog_loads_in_batches_bounded_by_bytes_and_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Downtime leaves many segments; they load oldest first, a bounded amount per transaction, all of them."""
+    monkeypatch.setattr(writer_module, "LOAD_BATCH", 3)
+    monkeypatch.setattr(writer_module, "LOAD_BATCH_BYTES", 2500)
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    sizes = [1, 1, 1, 1, 5, 1, 12, 2]  # events per segment; one event is a few hundred bytes
+    names = []
+    for i, n in enumerate(sizes):
+        names.append(write_segment(journal / f"1-{i:03d}-000000.jsonl", [event() for _ in range(n)]).name)
+    lengths = {p.name: p.stat().st_size for p in journal.iterdir()}
+    sink = RecordingSink()
+    writer = EventWriter(sink, journal, flush_interval=60)
+    await writer.start()
+    await writer.stop()
+    assert [name for batch in sink.batches for name in batch] == names, "every segment once, oldest first"
+    for batch in sink.batches:
+        assert len(batch) <= 3
+        assert len(batch) == 1 or sum(lengths[n] for n in batch) <= 2500, "only a segment alone may be bigger"
+    assert len(sink.batches) >= 4
+    assert not list(journal.glob("*.jsonl"))
