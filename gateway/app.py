@@ -120,7 +120,7 @@ def create_app(config: Config) -> MeterwayApp:
         except Exception:  # metrics must never fail a request
             log.exception("recording metrics for %s failed", event.request_id)
 
-    governance = build_governance(config, pricer.pricer, metrics.registry)
+    governance = build_governance(config, pricer.pricer, metrics.definitions)
     proxy = Proxy(
         router=ModelRouter(config.models, config.providers),
         providers=config.providers,
@@ -142,7 +142,7 @@ def create_app(config: Config) -> MeterwayApp:
         routes=[*_control_routes(), metrics.route(), *storage_runtime.routes(), *governance_api.routes(_governance),
                 *insights_api.routes(_gateway),
                 *dashboard.routes(_gateway), *reconcile_api.routes(
-                    settings_from_config(config), sink.query, build_reconcile_gauges(metrics.registry))],
+                    settings_from_config(config), sink.query, build_reconcile_gauges(metrics.definitions))],
         lifespan=_lifespan(gateway),
         middleware=[Middleware(AdminGuard, key=gateway.admin_key)],
     )  # fmt: skip

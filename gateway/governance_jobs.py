@@ -241,7 +241,7 @@ def build_jobs(gw: Gateway) -> GovernanceJobs:
     exporter = gw.metrics
     # In multiprocess mode values reach the exporter through the worker's files, so the metrics stay
     # off its exposition registry (where they would be exposed twice).
-    registry = exporter.registry if exporter is not None and exporter.multiproc is None else CollectorRegistry()
+    registry = exporter.definitions if exporter is not None else CollectorRegistry()
     return GovernanceJobs(
         lambda: GovernanceInsights.for_gateway(gw), gw.config.governance.alerts, governance.dispatcher,
         governance.anomalies, ReportMarks(folder / "reports.json"), build_insight_metrics(registry),

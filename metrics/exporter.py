@@ -43,9 +43,13 @@ class MetricsExporter:
         mirror: WriterStatsMirror | None = None,
         multiproc: Path | None = None,
         sync_interval: float = 1.0,
+        definitions: CollectorRegistry | None = None,
     ) -> None:
         self.recorder = recorder
-        self.registry = registry
+        self.registry = registry  # what /metrics exposes
+        # where other parts of the gateway define their metrics: the exposed registry itself, or in
+        # multiprocess mode a private one (values reach /metrics through the files, and only there)
+        self.definitions = definitions if definitions is not None else registry
         self.mirror = mirror
         self.multiproc = multiproc
         self.sync_interval = sync_interval
@@ -70,7 +74,7 @@ class MetricsExporter:
         # In multiprocess mode values go to this worker's files whatever registry holds the metrics;
         # only the files are exposed, so the in-process registry stays private.
         mirror = WriterStatsMirror(writer_stats, metrics_registry)
-        return cls(recorder, exposition_registry(path), mirror, path)
+        return cls(recorder, exposition_registry(path), mirror, path, definitions=metrics_registry)
 
     def record(self, event: UsageEvent) -> None:
         """Record one event and publish it at once (the gateway records through `recorder` and lets

@@ -1,7 +1,8 @@
 """One gateway worker in prometheus-client multiprocess mode, run as a subprocess by the tests.
 
-`python -m tests.metrics.multiproc_worker N` (with PROMETHEUS_MULTIPROC_DIR set) records N events
-and some writer stats through a `MetricsExporter`, then prints what its `/metrics` would serve.
+`python -m tests.metrics.multiproc_worker N` (with PROMETHEUS_MULTIPROC_DIR set) records N events,
+some writer stats, a budget gauge and a reconciliation gauge through a `MetricsExporter`, then
+prints what its `/metrics` would serve.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from metrics.definitions import build_budget_gauges
 from metrics.exporter import MetricsExporter
+from reconcile.metrics import build_reconcile_gauges
 from storage.event import UsageEvent
 from storage.writer import WriterStats
 
@@ -27,6 +30,9 @@ def main(count: int) -> None:
         )  # fmt: skip
         exporter.record(event)
     stats.submitted, stats.pending, stats.dropped = count, 2, 1
+    # what governance and reconciliation define beside the request metrics, as the app does
+    build_budget_gauges(exporter.definitions).labels("acme-daily").set(0.5)
+    build_reconcile_gauges(exporter.definitions).relative_difference.labels("openai").set(0.01)
     exporter.sync()
     sys.stdout.write(exporter.render()[0].decode())
 

@@ -62,6 +62,19 @@ def test_two_workers_are_summed(tmp_path: Path) -> None:
     assert registry.get_sample_value("meterway_tokens_total", {**tokens, "type": "input"}) == 700
 
 
+def test_every_series_is_exposed_once(tmp_path: Path) -> None:
+    """Metrics defined beside the request metrics (budgets, reconciliation) reach /metrics through the
+    files only, so no series appears twice (Prometheus rejects a scrape with duplicate series)."""
+    reset_dir(tmp_path)
+    text = run_worker(tmp_path, 2)
+    series = [
+        (s.name, tuple(sorted(s.labels.items()))) for f in text_string_to_metric_families(text) for s in f.samples
+    ]
+    assert len(series) == len(set(series)), sorted({x for x in series if series.count(x) > 1})
+    assert exposed(text, "meterway_budget_spend_ratio", {"budget": "acme-daily"}) == 0.5
+    assert exposed(text, "meterway_reconcile_relative_difference", {"provider": "openai"}) == 0.01
+
+
 def test_queue_depth_of_exited_workers_stops_counting(tmp_path: Path) -> None:
     reset_dir(tmp_path)
     run_worker(tmp_path, 1)
