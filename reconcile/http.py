@@ -24,6 +24,7 @@ import httpx
 import orjson
 
 from reconcile.errors import AdminKeyError, MissingAdminKey, ProviderAPIError
+from reconcile.settings import ClientOptions, ProviderSettings
 
 log = logging.getLogger("meterway.reconcile")
 
@@ -71,6 +72,26 @@ class ReportingClient:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers=dict(headers), timeout=timeout, transport=transport
         )
+
+    @classmethod
+    def for_provider(
+        cls,
+        label: str,
+        settings: ProviderSettings,
+        env: Mapping[str, str],
+        options: ClientOptions,
+        auth: Callable[[str], Mapping[str, str]],
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
+    ) -> ReportingClient:
+        """The client a reporting source uses: its admin key from `env`, sent in the headers `auth(key)`."""
+        key = admin_key(env, settings.admin_key_env, label)
+        return cls(
+            label=label, base_url=settings.base_url, key_env=settings.admin_key_env, secret=key, headers=auth(key),
+            max_retries=options.max_retries, base_delay=options.base_delay, max_delay=options.max_delay,
+            timeout=options.timeout, transport=transport, sleep=asyncio.sleep if sleep is None else sleep,
+        )  # fmt: skip
 
     async def __aenter__(self) -> ReportingClient:
         return self

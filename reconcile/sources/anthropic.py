@@ -15,7 +15,6 @@ count is reported. Cost amounts are decimal strings in cents ("123.45" USD is $1
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from reconcile.http import ReportingClient, Sleep, admin_key
+from reconcile.http import ReportingClient, Sleep
 from reconcile.model import CostRow, ProviderData, UsageRow, parse_iso
 from reconcile.settings import ClientOptions, ProviderSettings
 from reconcile.sources.base import UsageSource, bucket_results, count, now, text
@@ -115,11 +114,13 @@ def build(
     transport: httpx.AsyncBaseTransport | None = None,
     sleep: Sleep | None = None,
 ) -> UsageSource:
-    key = admin_key(env, settings.admin_key_env, "Anthropic")
-    client = ReportingClient(
-        label="Anthropic", base_url=settings.base_url, key_env=settings.admin_key_env, secret=key,
-        headers={"x-api-key": key, "anthropic-version": VERSION}, max_retries=options.max_retries,
-        base_delay=options.base_delay, max_delay=options.max_delay, timeout=options.timeout, transport=transport,
-        sleep=asyncio.sleep if sleep is None else sleep,
-    )  # fmt: skip
+    client = ReportingClient.for_provider(
+        "Anthropic",
+        settings,
+        env,
+        options,
+        lambda key: {"x-api-key": key, "anthropic-version": VERSION},
+        transport=transport,
+        sleep=sleep,
+    )
     return AnthropicSource(client)

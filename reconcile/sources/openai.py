@@ -18,7 +18,6 @@ Costs come per day in `amount: {value, currency: "usd"}`; a line item reads "<mo
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from reconcile.http import ReportingClient, Sleep, admin_key
+from reconcile.http import ReportingClient, Sleep
 from reconcile.model import CostRow, ProviderData, UsageRow
 from reconcile.settings import ClientOptions, ProviderSettings
 from reconcile.sources.base import UsageSource, bucket_results, count, now, text
@@ -117,11 +116,13 @@ def build(
     transport: httpx.AsyncBaseTransport | None = None,
     sleep: Sleep | None = None,
 ) -> UsageSource:
-    key = admin_key(env, settings.admin_key_env, "OpenAI")
-    client = ReportingClient(
-        label="OpenAI", base_url=settings.base_url, key_env=settings.admin_key_env, secret=key,
-        headers={"authorization": f"Bearer {key}"}, max_retries=options.max_retries, base_delay=options.base_delay,
-        max_delay=options.max_delay, timeout=options.timeout, transport=transport,
-        sleep=asyncio.sleep if sleep is None else sleep,
-    )  # fmt: skip
+    client = ReportingClient.for_provider(
+        "OpenAI",
+        settings,
+        env,
+        options,
+        lambda key: {"authorization": f"Bearer {key}"},
+        transport=transport,
+        sleep=sleep,
+    )
     return OpenAISource(client)
