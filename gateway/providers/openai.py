@@ -128,15 +128,23 @@ def _error_of(obj: JSON, event: str = "") -> str | None:
 def _may_matter(pending: bytes, chunk: bytes) -> bool:
     """Whether the events ending in `pending + chunk` could carry usage or an error (a bytes scan)."""
     window = pending + chunk if pending else chunk
-    return _has_usage(window) or b"error" in window or b"response.failed" in window
+    return _has_usage(window) or any(marker in window for marker in _OTHER_MARKERS)
 
 
-_MARKERS = (b'"usage"', b"error", b"response.failed")
+_USAGE = b'"usage"'
+_OTHER_MARKERS = (b"error", b"response.failed")
 
 
-def _null_after(data: bytes, pos: int) -> bool:
-    """Whether the JSON value after a key ending at `pos` is null (`"usage":null`, `"usage": null`)."""
-    return data[pos : pos + 8].replace(b" ", b"").startswith(b":null")
+def _usage_offsets(data: bytes) -> list[int]:
+    """Offsets of every `"usage"` key in `data` whose value is not null (`"usage":null` says none yet)."""
+    found = []
+    pos = data.find(_USAGE)
+    while pos >= 0:
+        end = pos + len(_USAGE)
+        if not data[end : end + 8].replace(b" ", b"").startswith(b":null"):
+            found.append(pos)
+        pos = data.find(_USAGE, end)
+    return found
 
 
 def _cut(data: bytes, spans: list[tuple[int, int]]) -> bytes:
@@ -149,8 +157,7 @@ def _cut(data: bytes, spans: list[tuple[int, int]]) -> bytes:
 
 
 def _has_usage(data: bytes) -> bool:
-    n = data.count(b'"usage"')
-    return n > 0 and n > data.count(b'"usage":null') + data.count(b'"usage": null')
+    return _USAGE in data and bool(_usage_offsets(data))
 
 
 class JSONBodyMeter:
@@ -225,11 +232,11 @@ class SSEMeter:
     def _marks(self, region: bytes) -> list[int]:
         """Offsets in `region` of whatever may be usage, an error or (until known) the model."""
         marks = [0] if self._model is None else []
-        for marker in _MARKERS:
+        marks += _usage_offsets(region)
+        for marker in _OTHER_MARKERS:
             pos = region.find(marker)
             while pos >= 0:
-                if marker != b'"usage"' or not _null_after(region, pos + len(marker)):
-                    marks.append(pos)
+                marks.append(pos)
                 pos = region.find(marker, pos + len(marker))
         return marks
 
