@@ -29,6 +29,8 @@ _PROVIDER_KEYS = {
     "kind", "base_url", "api_key_env", "api_key", "price_as", "timeout", "headers", "inject_stream_usage",
     "api_version", "secret_id_env", "secret_key_env", "region", "deployments",
 }  # fmt: skip
+_SIZE_UNITS = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+MIN_MEMORY_LIMIT = 64e6  # bytes: below this DuckDB may fail a checkpoint, which stops the store until a restart
 DEFAULT_BOOK = Path(__file__).resolve().parent.parent / "pricing" / "book"
 
 
@@ -259,12 +261,18 @@ def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageCon
         out.threads = _int("storage.threads", sec["threads"], problems, 1, 256) or out.threads
     if "memory_limit" in sec:
         limit = str(sec["memory_limit"]).strip().upper().replace(" ", "")
-        if re.fullmatch(r"\d+(\.\d+)?(KB|MB|GB|TB|KIB|MIB|GIB|TIB)", limit):
-            out.memory_limit = limit
-        else:
+        size = re.fullmatch(r"(\d+(?:\.\d+)?)(KB|MB|GB|TB|KIB|MIB|GIB|TIB)", limit)
+        if size is None:
             problems.append(
                 f"storage.memory_limit: expected a size such as '256MB' or '2GB', got {sec['memory_limit']!r}"
             )
+        elif float(size[1]) * _SIZE_UNITS[size[2]] < MIN_MEMORY_LIMIT:
+            problems.append(
+                f"storage.memory_limit: at least 64MB (a checkpoint of the event table needs that much), "
+                f"got {sec['memory_limit']!r}"
+            )
+        else:
+            out.memory_limit = limit
     if sec.get("retention_days") is not None:
         out.retention_days = _int("storage.retention_days", sec["retention_days"], problems, 1, 100_000)
     if sec.get("loader") is not None:

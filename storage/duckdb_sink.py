@@ -1,14 +1,17 @@
 """DuckDB sink: the `llm_usage_events` table, its rollups, and bulk loading of journal segments.
 
-Segments are newline-delimited JSON written by the writer; DuckDB parses them itself
-(`read_json`), so loading a batch costs the event loop nothing and holds the GIL only briefly.
+Segments are newline-delimited JSON written by the writer; DuckDB parses them itself, so loading
+a batch costs the event loop nothing and holds the GIL only briefly. The files are read as lines
+(`read_csv` with a 1 MiB buffer) and each line parsed with `from_json`: `read_json` allocates a
+32 MiB buffer per scan whatever its options, which costs more CPU than the parse and would need
+that much of `storage.memory_limit` for a load of a few kilobytes.
 A load is one transaction over one or more segments: they are staged, the events whose request_id
 is not stored yet are inserted, and exactly those are added to the rollups. A segment replayed after a crash thus
 neither duplicates a row nor counts an event twice in a rollup.
 
-Finding the new events compares the batch with stored events of the same time window (cheap:
-DuckDB skips row groups by their min/max `ts`). An id stored with a different `ts` (possible only
-for ingested usage) makes the insert hit the primary key; the batch is then redone comparing with
+Finding the new events of journal segments compares them with stored events of the same time
+window (cheap: DuckDB skips row groups by their min/max `ts`), since a journaled event keeps its
+timestamp however often it is replayed. Files from elsewhere (ingest, import) are compared with
 every stored event.
 
 Readers (the admin API, reports) get their own cursor, so a long report never holds up a load.
@@ -53,12 +56,23 @@ class StorageLocked(StorageError):
     """Another process has the DuckDB file open for writing."""
 
 
-def json_columns() -> str:
-    parts = []
-    for name, kind in COLUMNS:
-        kind = kind.replace(" NOT NULL", "")
-        parts.append(f"'{name}': '{kind}'")
-    return "{" + ", ".join(parts) + "}"
+ALLOCATOR_FLUSH = "1MB"  # frees of more than this at once go back to the system
+LINE_BYTES = 1 << 20  # the longest journal line read (UsageEvent.to_json writes far shorter ones)
+
+
+def read_events(files: str = "?") -> str:
+    """A subquery of the events in newline-delimited JSON files (`files`: a SQL expression for a path
+    or a list of paths), one column per COLUMNS entry. A line that is not JSON (a torn last line after
+    a crash) reads as a row of NULLs, which the loader skips (its request_id is NULL), and a field of
+    the wrong type reads as NULL."""
+    struct = "{" + ", ".join(f'"{name}": "{kind.replace(" NOT NULL", "")}"' for name, kind in COLUMNS) + "}"
+    # \x01 never occurs raw in JSON text, so each line is one field; no quoting, one thread.
+    lines = (
+        f"read_csv({files}, delim='\x01', quote='', escape='', header=false, auto_detect=false, parallel=false, "
+        f"ignore_errors=true, buffer_size={LINE_BYTES}, max_line_size={LINE_BYTES}, columns={{'line': 'VARCHAR'}})"
+    )
+    # A line that is not JSON becomes a row of NULLs (a filter on json_valid may run after the parse).
+    return f"(SELECT unnest(from_json(CASE WHEN json_valid(line) THEN line END, '{struct}')) FROM {lines})"
 
 
 def open_duckdb(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -96,6 +110,9 @@ class DuckDBSink:
             con.execute(f"SET threads = {int(threads)}")
         if memory_limit is not None:
             con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
+        # DuckDB's allocator otherwise keeps what a load freed (tens of MiB) for the next one; handing it
+        # back costs a few ms of the loader thread per load.
+        con.execute(f"SET allocator_bulk_deallocation_flush_threshold = '{ALLOCATOR_FLUSH}'")
         try:
             self.upgraded_from = migrate(con, path)
         except SchemaError as exc:
@@ -111,20 +128,22 @@ class DuckDBSink:
         self._readers = self._con.cursor()
         self._last_maintenance: float | None = None
         self._names = ", ".join(name for name, _ in COLUMNS)
-        # The new events of some segments: each request id once, minus those already stored. request_id
-        # has no index (DuckDB keeps one in memory, growing with every event), so the stored ids are
-        # scanned: for journal segments only those of the segments' time span, since a stored copy of
-        # a journaled event has its timestamp; for records from elsewhere, all of them.
-        new_sql = (
-            f"CREATE OR REPLACE TEMP TABLE _new AS WITH s AS MATERIALIZED (SELECT DISTINCT ON (request_id) "
-            f"{self._names} FROM read_json(?, format='newline_delimited', ignore_errors=true, "
-            f"columns={json_columns()}) WHERE request_id IS NOT NULL AND ts IS NOT NULL AND ts >= ?) "
-            f"SELECT * FROM s ANTI JOIN (SELECT request_id FROM {TABLE} WHERE_STORED) USING (request_id)"
+        # The new events of some segments: the lines are staged as they are (a filter in the same
+        # statement would be pushed below the parse and parse every line twice), then what must not be
+        # stored is deleted: torn lines, events older than the watermark, ids already stored, and
+        # repeats of an id inside the batch. request_id has no index (DuckDB keeps one in memory,
+        # growing with every event), so the stored ids are scanned: for journal segments only those of
+        # the segments' time span, since a stored copy of a journaled event has its timestamp; for
+        # records from elsewhere, all of them.
+        self._stage_sql = f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {self._names} FROM {read_events()}"
+        stale_sql = (
+            f"DELETE FROM _new WHERE request_id IS NULL OR ts IS NULL OR ts < ? OR request_id IN "
+            f"(SELECT request_id FROM {TABLE} WHERE_STORED)"
         )
-        self._new_journal_sql = new_sql.replace(
-            "WHERE_STORED", "WHERE ts BETWEEN (SELECT min(ts) FROM s) AND (SELECT max(ts) FROM s)"
+        self._stale_journal_sql = stale_sql.replace(
+            "WHERE_STORED", "WHERE ts BETWEEN (SELECT min(ts) FROM _new) AND (SELECT max(ts) FROM _new)"
         )
-        self._new_any_sql = new_sql.replace("WHERE_STORED", "")
+        self._stale_any_sql = stale_sql.replace(" WHERE_STORED", "")
         row = self._con.execute(f"SELECT value FROM {META} WHERE key = 'retention_watermark'").fetchone()
         self.watermark: datetime | None = datetime.fromisoformat(row[0]) if row else None
 
@@ -162,10 +181,15 @@ class DuckDBSink:
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:
-            files = [str(segment) for segment in segments]
-            sql = self._new_journal_sql if journal else self._new_any_sql
-            con.execute(sql, [files, self.watermark or datetime.min.replace(tzinfo=UTC)])
-            row = con.execute("SELECT count(*) FROM _new").fetchone()
+            con.execute(self._stage_sql, [[str(segment) for segment in segments]])
+            stale = self._stale_journal_sql if journal else self._stale_any_sql
+            con.execute(stale, [self.watermark or datetime.min.replace(tzinfo=UTC)])
+            row = con.execute("SELECT count(*), count(DISTINCT request_id) FROM _new").fetchone()
+            if row and row[0] != row[1]:  # a segment loaded with its own copy (overlapping replays)
+                con.execute(
+                    "DELETE FROM _new WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER "
+                    "(PARTITION BY request_id ORDER BY rowid) AS n FROM _new) WHERE n > 1)"
+                )
             if row and row[0]:
                 con.execute(f"INSERT INTO {TABLE} ({self._names}) SELECT {self._names} FROM _new")
                 self.apply_rollups(con, "_new")
@@ -175,7 +199,7 @@ class DuckDBSink:
             raise
         finally:
             con.execute("DROP TABLE IF EXISTS _new")
-        return int(row[0]) if row else 0
+        return int(row[1]) if row else 0
 
     # -- writes other than loads -----------------------------------------------------------------
 

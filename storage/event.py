@@ -7,7 +7,7 @@ no float ever touches a cost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -54,6 +54,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("pricing_status", "VARCHAR"),
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
+_TEXT = tuple(name for name, kind in COLUMNS if kind.startswith("VARCHAR"))
+MAX_LINE = 64 * 1024  # bytes: a journal line longer than this is written with its free text clipped
+CLIP_TEXT = 1024  # characters kept of a clipped line's text fields
+CLIP_TAGS = 32  # tags kept of a clipped line
 MONEY = ("input_cost", "cached_input_cost", "cache_write_cost", "output_cost", "total_cost", "cost_reporting")
 
 
@@ -109,8 +113,19 @@ class UsageEvent:
 
     def to_json(self) -> bytes:
         """One journal line (no newline). Decimals become exact strings (`str`, which may use an
-        exponent such as `1.8E-7`; DuckDB and `Decimal()` read both forms); `tags` stays an object."""
-        return orjson.dumps(self, default=str)
+        exponent such as `1.8E-7`; DuckDB and `Decimal()` read both forms); `tags` stays an object.
+        A line is at most about MAX_LINE bytes: past that, text fields and tags are clipped (the
+        loader reads lines of up to 1 MiB), so no event is ever too long to store."""
+        line = orjson.dumps(self, default=str)
+        return line if len(line) <= MAX_LINE else orjson.dumps(self.clipped(), default=str)
+
+    def clipped(self) -> UsageEvent:
+        """A copy with every text field cut to CLIP_TEXT characters and at most CLIP_TAGS tags."""
+        clipped = replace(self, tags={k[:CLIP_TEXT]: v[:CLIP_TEXT] for k, v in list(self.tags.items())[:CLIP_TAGS]})
+        for name in _TEXT:
+            if isinstance(value := getattr(self, name), str):
+                setattr(clipped, name, value[:CLIP_TEXT])
+        return clipped
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> UsageEvent:

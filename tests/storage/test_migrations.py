@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from gateway.cli import main
-from storage.duckdb_sink import DuckDBSink, StorageError, json_columns
+from storage.duckdb_sink import DuckDBSink, StorageError, read_events
 from storage.event import COLUMNS
 from storage.schema import CURRENT_VERSION, MIGRATIONS
 from tests.storage.helpers import event, rollup_mismatches, write_segment
@@ -34,10 +34,7 @@ def make_v1_file(path: Path, tmp: Path, n: int = 40) -> None:
     segment = write_segment(tmp / "v1.jsonl", [event(tenant_id=f"t{i % 4}") for i in range(n)])
     with duckdb.connect(str(path)) as con:
         con.execute(V1_DDL)
-        con.execute(
-            f"INSERT INTO llm_usage_events SELECT * FROM read_json('{segment}', format='newline_delimited', "
-            f"columns={json_columns()})"
-        )
+        con.execute(f"INSERT INTO llm_usage_events SELECT * FROM {read_events(repr(str(segment)))}")
 
 
 def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:

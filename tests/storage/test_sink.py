@@ -6,11 +6,14 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 
 from storage.duckdb_sink import DuckDBSink
+from storage.event import CLIP_TAGS, CLIP_TEXT, UsageEvent
 from tests.storage.helpers import T0, count, event, rollup_mismatches, write_segment
 from tests.support.gateway import REPO
 
@@ -121,3 +124,54 @@ def test_readers_see_committed_rows(sink: DuckDBSink, tmp_path: Path) -> None:
     sink.load_segment(write_segment(tmp_path / "a.jsonl", [event() for _ in range(3)]))
     with sink.reader() as cur:
         assert cur.execute("SELECT count(*) FROM llm_usage_events").fetchone() == (3,)
+
+
+def test_every_field_reads_back_as_written(sink: DuckDBSink, tmp_path: Path) -> None:
+    tricky = 'comma, "quote", back\\slash, tab\t, newline\n, \x01 control, 中文 and emoji 🚀'
+    e = event(
+        ts=datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC), duration_ms=12.5, ttft_ms=None, user_id=tricky,
+        session_id="s-1", api_key_id="k-1", tags={"team": tricky, "env": ""}, stream=True, status_code=502,
+        error_type="upstream_error", error_message=tricky, cached_input_tokens=40, cache_write_tokens=10,
+        reasoning_tokens=5, input_cost=Decimal("1.8E-7"), cached_input_cost=Decimal("0"),
+        cache_write_cost=Decimal("0.000000000001"), output_cost=Decimal("123456789.123456789012"),
+        total_cost=Decimal("123456789.123456969012"), cost_reporting=Decimal("0.5"),
+    )  # fmt: skip
+    sink.load_segment(write_segment(tmp_path / "a.jsonl", [e]))
+    with sink.reader() as cur:
+        cur.execute("SELECT * FROM llm_usage_events")
+        names = [d[0] for d in cur.description or []]
+        row = dict(zip(names, cur.fetchone() or (), strict=True))
+    assert UsageEvent.from_dict(row) == e
+
+
+def test_a_torn_line_is_skipped_and_the_rest_is_stored(sink: DuckDBSink, tmp_path: Path) -> None:
+    events = [event() for _ in range(3)]
+    segment = write_segment(tmp_path / "a.jsonl", events)
+    with segment.open("ab") as out:  # what a crash in the middle of a write leaves
+        out.write(event().to_json()[:100])
+    assert sink.load_segment(segment) == 3
+    assert {r[0] for r in sink.query("SELECT request_id FROM llm_usage_events")} == {e.request_id for e in events}
+
+
+def test_an_event_too_long_for_a_journal_line_is_stored_clipped(sink: DuckDBSink, tmp_path: Path) -> None:
+    huge = event(error_message="x" * 3_000_000, tags={f"t{i}": "v" * 5000 for i in range(500)})
+    assert len(huge.to_json()) < 1 << 20
+    assert sink.load_segment(write_segment(tmp_path / "a.jsonl", [huge])) == 1
+    message, tags = sink.query("SELECT error_message, tags FROM llm_usage_events")[0]
+    assert message == "x" * CLIP_TEXT
+    assert len(orjson.loads(tags)) == CLIP_TAGS
+
+
+def test_loads_and_checkpoints_fit_in_the_smallest_memory_limit(tmp_path: Path) -> None:
+    small = DuckDBSink(tmp_path / "small.duckdb", threads=1, memory_limit="64MB")
+    try:
+        for n in range(3):
+            segment = write_segment(tmp_path / f"{n}.jsonl", [event() for _ in range(3000)])
+            assert small.load_segments([segment]) == 3000
+        backlog = [write_segment(tmp_path / f"b{n}.jsonl", [event() for _ in range(5000)]) for n in range(4)]
+        assert sum(p.stat().st_size for p in backlog) > 10 * 2**20  # about one LOAD_BATCH_BYTES batch
+        assert small.load_segments(backlog) == 20_000
+        small._con.execute("CHECKPOINT")
+        assert count(small) == 29_000
+    finally:
+        small.close()

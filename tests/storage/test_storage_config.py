@@ -98,3 +98,15 @@ def test_bad_lake_and_loader_keys_are_one_line_each(tmp_path: Path, storage: str
     with pytest.raises(ConfigError) as err:
         load_config(cfg, env={})
     assert [p.split(": ", 1)[1] for p in err.value.problems] == [problem]
+
+
+def test_a_memory_limit_too_small_for_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("storage: {memory_limit: 32MB}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg, env={})
+    assert [p.split(": ", 1)[1] for p in err.value.problems] == [
+        "storage.memory_limit: at least 64MB (a checkpoint of the event table needs that much), got '32MB'"
+    ]
+    cfg.write_text("storage: {memory_limit: 64MiB}\n")
+    assert load_config(cfg, env={}).storage.memory_limit == "64MIB"
