@@ -41,7 +41,8 @@ from typing import TypeVar
 import duckdb
 
 from storage import rollups
-from storage.duckdb_sink import DuckDBSink, StorageError
+from storage.duckdb_sink import DuckDBSink
+from storage.errors import StorageError
 from storage.event import COLUMNS
 from storage.extensions import OFFLINE, ExtensionError, ExtensionLoader
 from storage.schema import AUDIT_DDL, CURRENT_VERSION, EVENTS, META
@@ -142,9 +143,17 @@ def open_lake(settings: LakeSettings) -> duckdb.DuckDBPyConnection:
         con.execute("SET TimeZone = 'UTC'")
         if remote:
             _object_store_secret(con, settings.data_path)
-        con.execute(
+        attach = (
             f"ATTACH {_literal('ducklake:' + settings.catalog)} AS {LAKE} (DATA_PATH {_literal(settings.data_path)})"
         )
+        for n in range(ATTEMPTS):
+            try:
+                con.execute(attach)
+                break
+            except duckdb.Error as exc:  # two replicas creating a new catalog at once: one wins, the other retries
+                if not any(s in str(exc) for s in _INIT_RACES) or n == ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.05, 0.2))
         con.execute(f"USE {LAKE}")
     except ExtensionError as exc:
         con.close()
@@ -203,6 +212,10 @@ def _object_store_secret(con: duckdb.DuckDBPyConnection, data_path: str) -> None
         options["USE_SSL"] = "false" if endpoint.startswith("http://") else "true"
     body = ", ".join(f"{k} {v if v in ('true', 'false') else _literal(v)}" for k, v in options.items())
     con.execute(f"CREATE OR REPLACE SECRET meterway_lake (TYPE s3, {body})")
+
+
+# What Postgres answers the replica that loses a race to create the same new catalog's tables.
+_INIT_RACES = ("duplicate key value violates unique constraint", "already exists")
 
 
 def _retrying(attempt: Callable[[], T]) -> T:
