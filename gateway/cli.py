@@ -42,7 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
-    from storage.duckdb_sink import StorageError
+    from storage.errors import StorageError
 
     try:
         return serve(config, workers=args.workers)

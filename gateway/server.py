@@ -16,7 +16,6 @@ from types import FrameType
 
 import uvicorn
 
-from gateway.app import create_app
 from gateway.config import Config
 
 log = logging.getLogger("meterway")
@@ -36,6 +35,8 @@ class GatewayServer(uvicorn.Server):
 
 
 def uvicorn_config(config: Config) -> uvicorn.Config:
+    from gateway.app import create_app  # here, so that a supervisor never loads the app (nor DuckDB)
+
     return uvicorn.Config(
         create_app(config),
         host=config.server.host,

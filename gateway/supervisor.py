@@ -65,6 +65,13 @@ def run_worker(config: Config, listener: socket.socket) -> None:
     server.run(sockets=[listener])
 
 
+def run_store(config: Config, socket_path: str, conn: Connection) -> None:
+    """The store process's entry point; DuckDB is imported there only, never in the supervisor."""
+    from storage import store_process
+
+    store_process.run_store(config, socket_path, conn)
+
+
 class Supervisor:
     def __init__(self, config: Config, workers: int) -> None:
         self.config = config
@@ -129,8 +136,6 @@ class Supervisor:
                 self._start_store(store_socket)
 
     def _start_store(self, store_socket: Path) -> None:
-        from storage.store_process import run_store
-
         mine, theirs = self.ctx.Pipe()
         process = self.ctx.Process(
             target=run_store, args=(self.config, str(store_socket), theirs), name="meterway-store", daemon=False

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _local(config: Any, settings: ReconcileSettings, request: Request, fmt: str) -> tuple[str, str]:
-    from storage.duckdb_sink import StorageError, StorageLocked
+    from storage.errors import StorageError, StorageLocked
     from storage.stores import LocalStore, gateway_url
 
     path = config.storage.path

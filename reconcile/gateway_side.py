@@ -16,11 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from reconcile.errors import ReconcileError
+
+if TYPE_CHECKING:
+    import duckdb
 
 Query = Callable[[str, list[Any]], list[tuple[Any, ...]]]
 TABLE = "llm_usage_events"
@@ -62,7 +63,7 @@ class GatewayRow:
 
 
 def as_query(source: Query | duckdb.DuckDBPyConnection) -> Query:
-    if isinstance(source, duckdb.DuckDBPyConnection):
+    if not callable(source):  # a DuckDB connection
         con = source
 
         def run(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
@@ -106,6 +107,8 @@ def gateway_rows(
         GROUP BY ALL ORDER BY ALL
     """
     params: list[Any] = [currency] * 5 + [since, until, *providers]
+    import duckdb  # here: the gateway's supervisor and CLI load reconcile without DuckDB
+
     try:
         rows = as_query(query)(sql, params)
     except duckdb.Error as exc:

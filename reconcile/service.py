@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-import duckdb
 import httpx
 
 from reconcile.compare import Options, reconcile
@@ -31,6 +31,9 @@ from reconcile.report import Report
 from reconcile.settings import BUCKET_WIDTHS, ReconcileSettings
 from reconcile.snapshots import SnapshotInfo, SnapshotStore
 from reconcile.sources import SOURCES
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger("meterway.reconcile")
 _STEP = {"1d": timedelta(days=1), "1h": timedelta(hours=1)}

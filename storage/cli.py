@@ -13,12 +13,15 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from storage import queries
-from storage.stores import Store, StoreError, open_store
+from storage.errors import StoreError
 from storage.tabular import Table, decimal_text, dumps, to_csv, to_terminal
 from storage.timerange import QueryError
+
+if TYPE_CHECKING:
+    from storage.stores import Store
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -72,6 +75,7 @@ def _range_options(parser: argparse.ArgumentParser) -> None:
 @contextmanager
 def _store(args: argparse.Namespace, must_exist: bool = True) -> Iterator[Store]:
     from gateway.cli import load_or_exit
+    from storage.stores import open_store  # here: the store (and DuckDB) only for the commands that use it
 
     with open_store(load_or_exit(args.config), args.url, must_exist) as store:
         yield store

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from storage import rollups
+from storage.errors import StorageError, StorageLocked
 from storage.event import COLUMNS, UsageEvent
 from storage.schema import CURRENT_VERSION, EVENTS, META, SchemaError, migrate
 
@@ -46,14 +47,6 @@ TABLE = EVENTS
 SCHEMA_VERSION = CURRENT_VERSION
 RETENTION_EVERY = 3600.0  # seconds between retention passes
 T = TypeVar("T")
-
-
-class StorageError(Exception):
-    """The store cannot be opened or used; the message is meant for the operator as is."""
-
-
-class StorageLocked(StorageError):
-    """Another process has the DuckDB file open for writing."""
 
 
 ALLOCATOR_FLUSH = "1MB"  # frees of more than this at once go back to the system

@@ -24,7 +24,7 @@ import os
 import time
 from pathlib import Path
 
-from storage.duckdb_sink import StorageError
+from storage.errors import StorageError
 
 OPEN = ".open"
 CLOSED = ".jsonl"

@@ -12,9 +12,8 @@ import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import orjson
 
 from storage.event import COLUMN_NAMES
@@ -22,6 +21,9 @@ from storage.rollups import TOKENS
 from storage.schema import EVENTS
 from storage.tabular import Table
 from storage.timerange import QueryError, TimeRange, iso, parse_time, plan
+
+if TYPE_CHECKING:
+    import duckdb
 
 BY = {"tenant": "tenant_id", "feature": "feature", "model": "model", "provider": "provider"}
 GRAINS = ("hour", "day", "month")

@@ -32,7 +32,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from storage.api import ROUTES, error
-from storage.duckdb_sink import DuckDBSink, StorageError
+from storage.duckdb_sink import DuckDBSink
+from storage.errors import StorageError
 from storage.writer import EventWriter
 
 log = logging.getLogger("meterway.storage")

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Protocol
 from starlette.routing import Route
 
 from storage.api import StorageAPI
-from storage.duckdb_sink import DuckDBSink, StorageError
+from storage.duckdb_sink import DuckDBSink
+from storage.errors import StorageError
 from storage.sinks import open_sink
 from storage.writer import EventSink, EventWriter
 

@@ -17,10 +17,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from storage import rollups
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger("meterway.storage")
 

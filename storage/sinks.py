@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from storage.duckdb_sink import DuckDBSink, StorageError
+from storage.duckdb_sink import DuckDBSink
+from storage.errors import StorageError
 
 if TYPE_CHECKING:
     from gateway.config import StorageConfig

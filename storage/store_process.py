@@ -44,7 +44,7 @@ from gateway.governance_setup import store_ledger
 from governance.budget_store import JsonFileBudgetStore, save_changes
 from governance.budgets import BudgetLedger
 from governance.shared_ledger import ledger_routes
-from storage.duckdb_sink import StorageError
+from storage.errors import StorageError
 from storage.remote import PICKLE, READY_PATH, SQL_PATH
 from storage.runtime import InlineStorage, inline_storage
 

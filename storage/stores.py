@@ -26,7 +26,7 @@ from gateway.admin import admin_key
 from gateway.config import Config
 from gateway.costing import EventPricer
 from storage import queries
-from storage.duckdb_sink import StorageError, StorageLocked
+from storage.errors import StorageError, StorageLocked, StoreError
 from storage.export import export_events
 from storage.ingest import Invalid, Rejected, UsageIngestor, read_jsonl
 from storage.journal import SpoolLock, claim_orphans, closed_segments
@@ -37,10 +37,6 @@ from storage.tabular import Table
 from storage.timerange import QueryError, parse_month
 
 CHUNK = 5_000  # records per ingest batch (and per POST to a gateway)
-
-
-class StoreError(Exception):
-    """What went wrong, worded for the operator."""
 
 
 @dataclass(slots=True)

@@ -18,8 +18,8 @@ import pytest
 from gateway.costing import EventPricer
 from pricing.pricer import Pricer
 from storage import rollups
-from storage.duckdb_sink import StorageError
 from storage.ducklake_sink import DuckLakeSink, LakeSettings
+from storage.errors import StorageError
 from storage.event import COLUMN_NAMES
 from storage.reprice import reprice
 from storage.timerange import TimeRange

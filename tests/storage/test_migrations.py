@@ -8,7 +8,8 @@ import duckdb
 import pytest
 
 from gateway.cli import main
-from storage.duckdb_sink import DuckDBSink, StorageError, read_events
+from storage.duckdb_sink import DuckDBSink, read_events
+from storage.errors import StorageError
 from storage.event import COLUMNS
 from storage.schema import CURRENT_VERSION, MIGRATIONS
 from tests.storage.helpers import event, rollup_mismatches, write_segment

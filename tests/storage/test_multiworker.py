@@ -65,6 +65,9 @@ def test_two_workers_store_every_event_once_and_both_answer_admin_queries(tmp_pa
         wait_until(lambda: metric_sum(gateway.url, "meterway_requests_total") == len(answered))
         served = {int(m.group(1)) for f in metrics_dir.glob("counter_*.db") if (m := re.search(r"_(\d+)\.db$", f.name))}
         assert {int(w) for w in workers} <= served, "both workers' metrics are in the multiprocess directory"
+        assert gateway.proc is not None
+        supervisor = Path(f"/proc/{gateway.proc.pid}/maps").read_text()
+        assert "_duckdb" not in supervisor and "aiohttp" not in supervisor, "the supervisor loads no DuckDB or proxy"
 
         assert gateway.terminate() == 0, gateway.log.read_text()
     finally:
