@@ -32,14 +32,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-
-import duckdb
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from storage import rollups
 from storage.errors import StorageError, StorageLocked
 from storage.event import COLUMNS, UsageEvent
 from storage.schema import CURRENT_VERSION, EVENTS, META, SchemaError, migrate
+
+if TYPE_CHECKING:  # imported where a connection is opened: a gateway worker reads the store without DuckDB
+    import duckdb
 
 log = logging.getLogger("meterway.storage")
 
@@ -70,6 +71,8 @@ def read_events(files: str = "?") -> str:
 
 def open_duckdb(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Connect, turning DuckDB's lock error into a StorageLocked that says what to do."""
+    import duckdb
+
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
@@ -261,6 +264,8 @@ class DuckDBSink:
             return cur.execute(sql, params or []).fetchall()
 
     def writable(self) -> bool:
+        import duckdb
+
         try:
             self.query("SELECT 1")
         except duckdb.Error:
@@ -276,5 +281,7 @@ class DuckDBSink:
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
     """Roll back whatever is open; a failed COMMIT has already ended the transaction."""
+    import duckdb
+
     with contextlib.suppress(duckdb.Error):
         con.execute("ROLLBACK")

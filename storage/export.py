@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from storage.event import COLUMN_NAMES
 from storage.schema import EVENTS
 from storage.timerange import TimeRange, iso
+
+if TYPE_CHECKING:
+    import duckdb
 
 FORMATS = {"csv": "(FORMAT csv, HEADER true)", "parquet": "(FORMAT parquet, COMPRESSION zstd)"}
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}

@@ -22,9 +22,8 @@ import os
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import duckdb
 import httpx
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -35,6 +34,9 @@ from storage.api import ROUTES, error
 from storage.duckdb_sink import DuckDBSink
 from storage.errors import StorageError
 from storage.writer import EventWriter
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger("meterway.storage")
 READY_PATH = "/store/ready"
@@ -127,15 +129,19 @@ class RemoteSink(DuckDBSink):
             response = self.http.post(SQL_PATH, content=pickle.dumps((sql, params or [])),
                                       headers={"content-type": PICKLE})  # fmt: skip
         except httpx.HTTPError as exc:
+            import duckdb  # the same errors as a local cursor's, so readers handle both alike
+
             raise duckdb.ConnectionException(f"the store process does not answer: {exc}") from None
         if response.status_code != 200:
+            import duckdb
+
             raise duckdb.Error(response.text)
         result: tuple[Any, list[tuple[Any, ...]]] = pickle.loads(response.content)
         return result
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        yield cast(duckdb.DuckDBPyConnection, RemoteCursor(self))
+        yield cast("duckdb.DuckDBPyConnection", RemoteCursor(self))
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         return self.run(sql, params)[1]

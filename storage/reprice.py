@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import orjson
 
 from gateway.usage import Usage
@@ -28,6 +27,9 @@ from pricing.pricer import EventPricing
 from storage.duckdb_sink import DuckDBSink
 from storage.event import COLUMNS, MONEY
 from storage.schema import AUDIT, EVENTS
+
+if TYPE_CHECKING:
+    import duckdb
 from storage.tabular import decimal_text
 from storage.timerange import TimeRange, iso
 
@@ -35,7 +37,7 @@ PRICE_COLUMNS = ("currency", *MONEY, "reporting_currency", "price_id", "pricing_
 _READ = ("request_id", "ts", "provider", "model", "model_requested", "tenant_id", "input_tokens", "cached_input_tokens",
          "cache_write_tokens", "output_tokens", "reasoning_tokens", *PRICE_COLUMNS)  # fmt: skip
 _TYPES = dict(COLUMNS)
-ApplyRollups = Callable[[duckdb.DuckDBPyConnection, str, int], None]
+ApplyRollups = Callable[["duckdb.DuckDBPyConnection", str, int], None]
 
 
 @dataclass(slots=True)

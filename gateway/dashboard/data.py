@@ -16,14 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from gateway.dashboard.params import View
 from storage import queries
 from storage.tabular import Table
 from storage.timerange import TimeRange, add_month, ceil, floor, parse_range
+
+if TYPE_CHECKING:
+    import duckdb
 
 TOKEN_HOURS = 48
 LATENCY_HOURS = 24
@@ -127,7 +128,7 @@ def events_query(view: View, now: datetime, limit: int = PAGE_ROWS) -> queries.E
                               view.cursor)  # fmt: skip
 
 
-Query = Callable[[duckdb.DuckDBPyConnection, View, datetime, str], Table]
+Query = Callable[["duckdb.DuckDBPyConnection", View, datetime, str], Table]
 
 
 def _by(by: str) -> Query:

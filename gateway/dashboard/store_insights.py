@@ -21,8 +21,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from gateway.dashboard.insights import AnomalyView, BudgetView, ForecastView, RecommendationView
 from governance.anomaly import AnomalyRules, detect_all
 from governance.budgets import BudgetStatus
@@ -32,11 +30,13 @@ from governance.periods import period_bounds
 from governance.recommend import UsageAggregate, recommend
 from pricing.book import PriceBook
 from storage import queries
-from storage.duckdb_sink import DuckDBSink
 from storage.timerange import TimeRange, ceil, floor
 
 if TYPE_CHECKING:
+    import duckdb
+
     from gateway.app import Gateway
+    from storage.duckdb_sink import DuckDBSink
 
 HISTORY_DAYS = 56
 ADVICE_DAYS = 7

@@ -65,6 +65,10 @@ def test_two_workers_store_every_event_once_and_both_answer_admin_queries(tmp_pa
         wait_until(lambda: metric_sum(gateway.url, "meterway_requests_total") == len(answered))
         served = {int(m.group(1)) for f in metrics_dir.glob("counter_*.db") if (m := re.search(r"_(\d+)\.db$", f.name))}
         assert {int(w) for w in workers} <= served, "both workers' metrics are in the multiprocess directory"
+        # only the store process holds DuckDB: neither the workers, after serving and answering admin queries
+        # through the store, nor the supervisor (which does not load the proxy either)
+        for worker in workers:
+            assert "_duckdb" not in Path(f"/proc/{worker}/maps").read_text(), f"worker {worker} loaded DuckDB"
         assert gateway.proc is not None
         supervisor = Path(f"/proc/{gateway.proc.pid}/maps").read_text()
         assert "_duckdb" not in supervisor and "aiohttp" not in supervisor, "the supervisor loads no DuckDB or proxy"

@@ -105,6 +105,15 @@ def test_one_worker_with_the_store_in_its_own_process(tmp_path: Path) -> None:
             return {e["request_id"] for e in r.json()["data"]}
 
         wait_until(lambda: stored() == set(load.answered))
+        # the worker's own readers (dashboard, insights) go through the store too, without DuckDB of their own
+        page = httpx.get(f"{gateway.url}/dashboard", timeout=30)
+        assert page.status_code == 200 and "t0" in page.text, page.text[:500]
+        csv = httpx.get(f"{gateway.url}/dashboard/export/requests.csv", timeout=30)
+        assert csv.status_code == 200 and len(csv.text.strip().splitlines()) == len(load.answered) + 1
+        forecast = httpx.get(f"{gateway.url}/admin/forecast", timeout=30)
+        assert forecast.status_code == 200, forecast.text
+        worker = httpx.get(f"{gateway.url}/admin/events", params={"limit": 1}, timeout=10).headers["x-meterway-worker"]
+        assert "_duckdb" not in Path(f"/proc/{worker}/maps").read_text()
         assert gateway.terminate() == 0, gateway.log.read_text()
     finally:
         gateway.stop()
