@@ -4,9 +4,11 @@ Starts the benchmark's nginx upstream and Meterway (the same config as `bench.ru
 with wrk at one concurrency for `--minutes`, alternating JSON and SSE each interval, and after each
 interval prints the requests so far and the RSS of Meterway's process tree. Flat RSS after the
 first intervals means nothing grows with the number of requests served (events, metrics series,
-connections, buffers). Everything listens on 127.0.0.1; each wrk run is bounded by -d.
+connections, buffers). With `--loader process` (one worker, the store in its own process) it also
+prints the RSS of the serving process alone. Everything listens on 127.0.0.1; each wrk run is bounded
+by -d.
 
-    python -m bench.soak [--minutes 10] [--interval 60] [--conc 16]
+    python -m bench.soak [--minutes 10] [--interval 60] [--conc 16] [--loader inline|process]
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 from bench.run import LUA, METERWAY_PORT, UPSTREAM_PORT, Target, body_for, meterway_config, rss_mib, start, wrk
 from bench.upstream import NginxUpstream
 
@@ -29,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--interval", type=int, default=60)
     parser.add_argument("--conc", type=int, default=16)
+    parser.add_argument("--loader", choices=("inline", "process"), default="inline")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         raise SystemExit("the soak needs nginx and wrk: apt-get install nginx wrk")
@@ -37,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     for mode in ("json", "stream"):
         scripts[mode] = tmp / f"{mode}.lua"
         scripts[mode].write_text(LUA % json.dumps(body_for(mode)))
-    cmd = [str(Path(sys.executable).parent / "meterway"), "serve", "--config", str(meterway_config(tmp))]
+    config = meterway_config(tmp, loader=args.loader)
+    cmd = [str(Path(sys.executable).parent / "meterway"), "serve", "--config", str(config)]
     target = Target("meterway", METERWAY_PORT, {m: "/v1/chat/completions" for m in scripts}, cmd)
     upstream = NginxUpstream(tmp / "nginx", UPSTREAM_PORT)
     upstream.start()
@@ -45,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         start(target, tmp / "meterway.log")
         assert target.proc is not None
-        rows.append((0.0, 0, rss_mib(target.proc.pid)))
-        print(f"{'minute':>6} {'requests':>10} {'req/s':>7} {'RSS MiB':>8}", flush=True)
-        print(f"{0.0:>6.1f} {0:>10} {'':>7} {rows[0][2]:>8.1f}", flush=True)
+        rows.append((0.0, 0, rss_mib(target.proc.pid), serving_rss(target)))
+        print(f"{'minute':>6} {'requests':>10} {'req/s':>7} {'RSS MiB':>8} {'serving':>8}", flush=True)
+        print(f"{0.0:>6.1f} {0:>10} {'':>7} {rows[0][2]:>8.1f} {rows[0][3]:>8.1f}", flush=True)
         began = time.monotonic()
         mode_index = 0
         while time.monotonic() - began < args.minutes * 60:
@@ -57,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             total += int(res["requests"])
             errors += int(res["errors"] + res["non2xx"])
             minute = (time.monotonic() - began) / 60
-            rows.append((minute, total, rss_mib(target.proc.pid)))
+            rows.append((minute, total, rss_mib(target.proc.pid), serving_rss(target)))
             rate = res["requests"] / (res["us"] / 1e6)
-            print(f"{minute:>6.1f} {total:>10} {rate:>7.0f} {rows[-1][2]:>8.1f}", flush=True)
+            print(f"{minute:>6.1f} {total:>10} {rate:>7.0f} {rows[-1][2]:>8.1f} {rows[-1][3]:>8.1f}", flush=True)
     finally:
         if target.proc is not None:
             target.proc.terminate()
@@ -68,7 +74,26 @@ def main(argv: list[str] | None = None) -> int:
     later = [r[2] for r in rows[len(rows) // 2 :]]
     print(f"{total} requests, {errors} errors; RSS {rows[0][2]:.1f} MiB idle, {rows[-1][2]:.1f} MiB at the end, "
           f"{max(later) - min(later):.1f} MiB range over the second half")  # fmt: skip
+    serving = [r[3] for r in rows[len(rows) // 2 :]]
+    print(f"serving process: {rows[0][3]:.1f} MiB idle, {rows[-1][3]:.1f} MiB at the end, "
+          f"{max(serving) - min(serving):.1f} MiB range over the second half")  # fmt: skip
     return 0
+
+
+def serving_rss(target: Target) -> float:
+    """RSS of the process that answers requests: the one that answered the last one (a worker under a
+    store process reports its pid in `x-meterway-worker`), else Meterway's own process."""
+    assert target.proc is not None
+    pid = target.proc.pid
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{target.port}/admin/events", params={"limit": 1}, timeout=5)
+        pid = int(answer.headers.get("x-meterway-worker", pid))
+    except httpx.HTTPError:
+        pass
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 if __name__ == "__main__":
