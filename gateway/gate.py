@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -35,6 +35,7 @@ from governance.money import Money, estimate_max_cost
 from governance.ratelimit import RateGrant, RateLimiter, RateRefusal
 from governance.scope import RequestScope
 from governance.shared_ledger import LedgerUnavailable, SharedLedger
+from governance.shared_rates import RatesUnavailable, StoreRates
 from pricing.pricer import Pricer
 from storage.event import UsageEvent
 
@@ -66,12 +67,14 @@ class Gate:
         pricer: Callable[[], Pricer],
         notify: Callable[[Any], None] | None = None,
         shared: SharedLedger | None = None,
+        shared_rates: StoreRates | None = None,
     ) -> None:
         self.config = config
         self.keys = keys
         self.ledger = ledger
         self.limiter = limiter
         self.shared = shared  # where set, budgets are reserved and settled there instead of in `ledger`
+        self.shared_rates = shared_rates  # where set, rate limits are taken there instead of from `limiter`
         self._releasing: set[asyncio.Task[None]] = set()
         self._pricer = pricer
         self._notify = notify
@@ -94,7 +97,7 @@ class Gate:
         input_tokens = _input_estimate(call)
         max_output = _max_output(call.body)
         if self.config.rate_limits:
-            grant = self.limiter.acquire(scope, input_tokens + (max_output or 0))
+            grant = await self._acquire(scope, input_tokens + (max_output or 0))
             if isinstance(grant, RateRefusal):
                 raise GatewayError(
                     429, "rate_limited", grant.message, "rate_limited", {"retry-after": grant.retry_after_header()}
@@ -155,7 +158,13 @@ class Gate:
             return
         event.api_key_id = admission.key.id if admission.key else None
         if admission.grant is not None:
-            self.limiter.settle(admission.grant, event.total_tokens)
+            if self.shared_rates is None:
+                self.limiter.settle(admission.grant, event.total_tokens)
+            else:
+                try:
+                    await self.shared_rates.settle(admission.grant, event.total_tokens)
+                except RatesUnavailable as exc:
+                    log.error("rate limit settlement failed: %s", exc)
         if admission.reservation is not None:
             cost = None
             if event.total_cost is not None and event.currency:
@@ -178,10 +187,22 @@ class Gate:
             if self.shared is None:
                 self.ledger.release(admission.reservation)
             else:
-                task = asyncio.get_running_loop().create_task(self._release_shared(admission.reservation))
-                self._releasing.add(task)
-                task.add_done_callback(self._releasing.discard)
+                self._in_background(self._release_shared(admission.reservation))
         self._release_grant(admission)
+
+    async def _acquire(self, scope: RequestScope, estimated_tokens: int) -> RateGrant | RateRefusal | None:
+        if self.shared_rates is None:
+            return self.limiter.acquire(scope, estimated_tokens)
+        try:
+            return await self.shared_rates.acquire(scope, estimated_tokens)
+        except RatesUnavailable as exc:  # a provider's own limits still apply; see governance.shared_rates
+            log.error("rate limits not checked for this request: %s", exc)
+            return None
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
     async def _release_shared(self, reservation: Reservation) -> None:
         assert self.shared is not None
@@ -192,8 +213,18 @@ class Gate:
 
     def _release_grant(self, admission: Admission) -> None:
         if admission.grant is not None:
-            self.limiter.release(admission.grant)
+            if self.shared_rates is None:
+                self.limiter.release(admission.grant)
+            else:
+                self._in_background(self._release_shared_grant(admission.grant))
             admission.grant = None
+
+    async def _release_shared_grant(self, grant: RateGrant) -> None:
+        assert self.shared_rates is not None
+        try:
+            await self.shared_rates.release(grant)
+        except RatesUnavailable as exc:  # the bucket refills by itself
+            log.error("rate limit release failed: %s", exc)
 
 
 def _find_key(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:

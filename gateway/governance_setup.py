@@ -31,6 +31,7 @@ from governance.notify import Dispatcher, JsonLinesDeliveryLog, build_channels
 from governance.ratelimit import RateLimiter
 from governance.reports import threshold_notification
 from governance.shared_ledger import SharedLedger, StoreLedger
+from governance.shared_rates import StoreRates
 from metrics.definitions import build_budget_gauges
 from pricing.pricer import Pricer
 
@@ -78,6 +79,8 @@ class Governance:
         self._saved_at = await save_changes(self.ledger, self.budget_store, self._saved_at)
         if self.shared is not None:
             await self.shared.close()
+        if self.gate.shared_rates is not None:
+            await self.gate.shared_rates.close()
         await self.dispatcher.drain()
         await self.client.aclose()
 
@@ -126,8 +129,10 @@ def build_governance(config: Config, pricer: Pricer, registry: CollectorRegistry
     )
     gauge = build_budget_gauges(registry) if gov.budgets and registry is not None else None
     holder: list[Governance] = []
+    socket = config.storage.store_socket
+    rates = StoreRates(socket) if gov.rate_limits and socket is not None else None  # the store process's buckets
     gate = Gate(gov, keys, ledger, RateLimiter(gov.rate_limits), lambda: pricer,
-                notify=lambda crossing: holder[0].on_crossing(crossing), shared=shared)  # fmt: skip
+                notify=lambda crossing: holder[0].on_crossing(crossing), shared=shared, shared_rates=rates)  # fmt: skip
     anomalies = AnomalyLog(folder / "anomalies.jsonl")
     governance = Governance(gate, ledger, keys, dispatcher, budget_store, client, anomalies, gauge, shared=shared)
     holder.append(governance)

@@ -22,10 +22,8 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,6 +32,7 @@ from starlette.routing import Route
 from governance.budgets import BudgetLedger, BudgetStatus, Hold, Refusal, Reservation, ThresholdCrossing
 from governance.config import BudgetConfig
 from governance.money import Money
+from governance.store_client import StoreClient
 
 log = logging.getLogger("meterway.governance")
 RESERVE_PATH = "/store/budget/reserve"
@@ -108,31 +107,10 @@ def crossing_from(d: dict[str, Any]) -> ThresholdCrossing:
                              datetime.fromisoformat(d["resets_at"]))  # fmt: skip
 
 
-class StoreLedger:
+class StoreLedger(StoreClient):
     """A worker's view of the store process's ledger (`serve --workers N`)."""
 
-    def __init__(self, socket: Path) -> None:
-        self.socket = socket
-        self._client: httpx.AsyncClient | None = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=httpx.AsyncHTTPTransport(uds=str(self.socket)), base_url="http://meterway-store",
-                timeout=httpx.Timeout(10, connect=5), limits=httpx.Limits(max_connections=32),
-            )  # fmt: skip
-        return self._client
-
-    async def _post(self, path: str, doc: dict[str, Any]) -> Any:
-        try:
-            response = await self.client.post(path, content=orjson.dumps(doc),
-                                              headers={"content-type": "application/json"})  # fmt: skip
-        except httpx.HTTPError as exc:
-            raise LedgerUnavailable(f"the store process does not answer: {exc}") from None
-        if response.status_code != 200:
-            raise LedgerUnavailable(f"the store process answered {response.status_code}: {response.text[:200]}")
-        return orjson.loads(response.content)
+    unavailable = LedgerUnavailable
 
     async def reserve(
         self, request_key: str, budgets: Sequence[BudgetConfig], estimate: Money | None, at: datetime
@@ -161,11 +139,6 @@ class StoreLedger:
             for r in rows["budgets"]
             if r["budget"] in known
         ]  # fmt: skip
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
 
 def ledger_routes(ledger: BudgetLedger) -> list[Route]:

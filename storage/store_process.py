@@ -8,6 +8,8 @@ segments are waiting (from an earlier run or a crash), then
   - with budgets configured (and no DuckLake catalog to hold them), owns the gateway's one
     `BudgetLedger` and answers the workers' reservations (`governance.shared_ledger`), saving it
     to `<data dir>/budgets.json` about once a second and when it stops;
+  - with rate limits configured, owns the one `RateLimiter` the workers take from
+    (`governance.shared_rates`);
   - answers the storage API (`storage.api`, plus `GET /store/ready`) on a Unix socket that only
     the gateway's processes use; the workers forward `/admin/...` storage routes and
     `POST /v1/usage` to it, and other readers in a worker (`RemoteSink`) send their SELECTs to
@@ -43,7 +45,9 @@ from gateway.config import Config
 from gateway.governance_setup import store_ledger
 from governance.budget_store import JsonFileBudgetStore, save_changes
 from governance.budgets import BudgetLedger
+from governance.ratelimit import RateLimiter
 from governance.shared_ledger import ledger_routes
+from governance.shared_rates import rate_routes
 from storage.errors import StorageError
 from storage.remote import PICKLE, READY_PATH, SQL_PATH
 from storage.runtime import InlineStorage, inline_storage
@@ -91,6 +95,7 @@ def store_app(storage: InlineStorage, config: Config, ledger: BudgetLedger | Non
             Route(READY_PATH, ready),
             Route(SQL_PATH, sql, methods=["POST"]),
             *(ledger_routes(ledger) if ledger is not None else []),
+            *(rate_routes(RateLimiter(config.governance.rate_limits)) if config.governance.rate_limits else []),
         ],
         middleware=[Middleware(AdminGuard, key=admin_key(config.raw))],
     )

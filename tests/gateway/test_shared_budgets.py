@@ -1,4 +1,5 @@
-"""`serve --workers 2`: both workers reserve through the store process, so a budget is one budget."""
+"""`serve --workers 2`: both workers reserve and take through the store process, so a budget is one budget
+and a rate limit one limit."""
 
 from __future__ import annotations
 
@@ -57,3 +58,25 @@ def test_two_workers_share_one_budget_across_a_restart(upstream: Upstream, tmp_p
         state = json.loads((tmp_path / "budgets.json").read_text())
         assert Decimal(state["spend"][0]["spent"]) == spent and state["reservations"] == []
     assert spent <= limit + ONE_REQUEST  # over both runs: the restarted gateway remembered the spend
+
+
+def test_two_workers_take_from_one_rate_limit(upstream: Upstream, tmp_path: Path) -> None:
+    port = free_port()
+    limits = {"rate_limits": [{"tenant": "acme", "rpm": 10}], "server": {"port": port}}
+    config = write_config(tmp_path, governed(upstream, tmp_path, limits, "slowchat"))
+    metrics_dir = tmp_path / "metrics"
+    gateway = ServeGroup(config, port, 2, tmp_path / "serve.log", env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    try:
+        gateway.start()
+        responses = burst(gateway.url, 40)
+        ok = [r for r in responses if r.status_code == 200]
+        refused = [r for r in responses if r.status_code == 429]
+        assert len(ok) + len(refused) == 40
+        assert all(r.json()["error"]["code"] == "rate_limited" and r.headers["retry-after"] for r in refused)
+        # one bucket of 10 a minute for both workers (it refills 1 every 6 s while the burst runs)
+        assert 10 <= len(ok) <= 11
+        served = {f.name.rsplit("_", 1)[1] for f in metrics_dir.glob("counter_*.db")} - {"0.db"}
+        assert len(served) >= 2, "both workers admitted requests"
+        assert gateway.terminate() == 0
+    finally:
+        gateway.stop()

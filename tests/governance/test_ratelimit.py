@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
+import orjson
 import pytest
 
 from governance.config import RateLimitConfig
 from governance.ratelimit import RateGrant, RateLimiter, RateRefusal
 from governance.scope import RequestScope, Selector
+from governance.shared_rates import RatesUnavailable, StoreRates, grant_from, grant_json
 
 ACME = RequestScope(tenant="acme", key="key_a", model="gpt-4o")
 
@@ -98,3 +103,27 @@ def test_idle_buckets_are_pruned() -> None:
     assert rl.prune() == 0
     clock.now += 1
     assert rl.prune() == 3 and rl.levels() == {}
+
+
+def test_a_grant_survives_the_trip_to_the_store_process_and_back() -> None:
+    rule = RateLimitConfig("per-key", Selector(tenant="acme"), rpm=5, tpm=1000, per=("key", "feature"))
+    rl, _ = limiter(rule)
+    grant = rl.acquire(ACME, 300)
+    assert isinstance(grant, RateGrant)
+    assert grant.requests[0][2] == ("key_a", None)  # a per-value that is absent stays None
+    assert grant_from(orjson.loads(orjson.dumps(grant_json(grant)))) == grant
+    rl.release(grant_from(orjson.loads(orjson.dumps(grant_json(grant)))))
+    assert set(rl.levels().values()) == {5.0, 1000.0}  # what the copy gave back is what the grant took
+
+
+def test_a_store_process_that_does_not_answer_is_reported(tmp_path: Path) -> None:
+    rates = StoreRates(tmp_path / "nobody.sock")
+
+    async def ask() -> None:
+        try:
+            with pytest.raises(RatesUnavailable, match="the store process does not answer"):
+                await rates.acquire(ACME, 10)
+        finally:
+            await rates.close()
+
+    asyncio.run(ask())
