@@ -61,6 +61,7 @@ class Governance:
     gauge: Gauge | None = None
     jobs: GovernanceJobs | None = None
     shared: SharedLedger | None = None  # where budgets are reserved when this process is one of several
+    _shared_status: list[BudgetStatus] = field(default_factory=list)  # its budgets, as of the last upkeep
     _saved_at: int = 0
     _task: asyncio.Task[None] | None = field(default=None)
 
@@ -90,6 +91,8 @@ class Governance:
             try:
                 self.ledger.expire()
                 self._saved_at = await save_changes(self.ledger, self.budget_store, self._saved_at)
+                if self.shared is not None and self.ledger.budgets:
+                    self._shared_status = await self.budget_status()
                 await self.export_gauges()
             except Exception:  # upkeep must outlive any one failure
                 log.exception("governance upkeep failed")
@@ -102,10 +105,15 @@ class Governance:
             return await shared.status(self.ledger.budgets, now)
         return self.ledger.status(now)
 
+    def status_now(self, at: datetime) -> list[BudgetStatus]:
+        """`budget_status` for synchronous readers (the dashboard): where the ledger is shared, as the
+        upkeep last read it, at most about a second ago."""
+        return self.ledger.status(at) if self.shared is None else self._shared_status
+
     async def export_gauges(self) -> None:
         if self.gauge is None:
             return
-        for status in await self.budget_status():
+        for status in self.status_now(datetime.now(UTC)):
             if status.budget.limit > 0:
                 self.gauge.labels(status.budget.name).set(float(status.spent / status.budget.limit))
 

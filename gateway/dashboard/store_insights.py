@@ -65,7 +65,7 @@ class StoreInsights:
     @classmethod
     def for_gateway(cls, gw: Gateway) -> StoreInsights:
         price_as = {name: p.pricing_provider for name, p in gw.config.providers.items()}
-        status = gw.governance.ledger.status if gw.governance is not None else None
+        status = gw.governance.status_now if gw.governance is not None else None
         return cls(gw.sink, gw.pricer.reporting_currency, gw.config.governance, gw.pricer.pricer.book, price_as,
                    gw.config.discounts, status)  # fmt: skip
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import httpx
 
+from storage.tabular import decimal_text
 from tests.gateway.test_governance import CHAT, ONE_REQUEST, governed
-from tests.storage.serving import ServeGroup
+from tests.storage.serving import ServeGroup, wait_until
 from tests.support.gateway import write_config
 from tests.support.process import free_port
 from tests.support.upstream import Upstream
@@ -26,6 +28,12 @@ def burst(url: str, n: int = 64) -> list[httpx.Response]:
             return list(await asyncio.gather(*sends))
 
     return asyncio.run(send())
+
+
+def shows(url: str, text: str) -> bool:
+    """Whether the dashboard's budget section, from a fresh connection (either worker), shows `text`."""
+    page = httpx.get(f"{url}/dashboard", timeout=30, headers={"connection": "close"}).text
+    return text in page.split('id="budgets"', 1)[1].split("</section>", 1)[0]
 
 
 def test_two_workers_share_one_budget_across_a_restart(upstream: Upstream, tmp_path: Path) -> None:
@@ -52,6 +60,9 @@ def test_two_workers_share_one_budget_across_a_restart(upstream: Upstream, tmp_p
             for _ in range(4):  # whichever worker answers shows the shared spend
                 status = httpx.get(f"{gateway.url}/admin/budgets", timeout=30).json()["budgets"][0]
                 assert Decimal(status["spent"]) == spent and status["reserved"] == "0"
+            shown = f'<data value="{decimal_text(spent)}" data-currency="USD"'
+            for _ in range(4):  # and so does the dashboard's budget section, a second later at most
+                wait_until(partial(shows, gateway.url, shown))
             assert gateway.terminate() == 0
         finally:
             gateway.stop()
