@@ -187,7 +187,8 @@ class Gate:
             if self.shared is None:
                 self.ledger.release(admission.reservation)
             else:
-                self._in_background(self._release_shared(admission.reservation))
+                reservation = admission.reservation  # expires after its TTL if the release does not arrive
+                self._in_background(self.shared.release(reservation), f"budget release of {reservation.request_key}")
         self._release_grant(admission)
 
     async def _acquire(self, scope: RequestScope, estimated_tokens: int) -> RateGrant | RateRefusal | None:
@@ -199,32 +200,26 @@ class Gate:
             log.error("rate limits not checked for this request: %s", exc)
             return None
 
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
+    def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run a release through the store without holding up the request; a failure is logged."""
+        task = asyncio.get_running_loop().create_task(_logged(work, what))
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
-
-    async def _release_shared(self, reservation: Reservation) -> None:
-        assert self.shared is not None
-        try:
-            await self.shared.release(reservation)
-        except LedgerUnavailable as exc:  # the reservation expires after its TTL
-            log.error("budget release of %s failed: %s", reservation.request_key, exc)
 
     def _release_grant(self, admission: Admission) -> None:
         if admission.grant is not None:
             if self.shared_rates is None:
                 self.limiter.release(admission.grant)
             else:
-                self._in_background(self._release_shared_grant(admission.grant))
+                self._in_background(self.shared_rates.release(admission.grant), "rate limit release")  # refills anyway
             admission.grant = None
 
-    async def _release_shared_grant(self, grant: RateGrant) -> None:
-        assert self.shared_rates is not None
-        try:
-            await self.shared_rates.release(grant)
-        except RatesUnavailable as exc:  # the bucket refills by itself
-            log.error("rate limit release failed: %s", exc)
+
+async def _logged(work: Coroutine[Any, Any, None], what: str) -> None:
+    try:
+        await work
+    except (LedgerUnavailable, RatesUnavailable) as exc:
+        log.error("%s failed: %s", what, exc)
 
 
 def _find_key(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:

@@ -14,7 +14,6 @@ whereas a hard budget (money) is refused instead (`governance.shared_ledger`).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from governance.ratelimit import BucketKey, RateGrant, RateLimiter, RateRefusal
 from governance.scope import RequestScope
 from governance.store_client import StoreClient
 
-log = logging.getLogger("meterway.governance")
 ACQUIRE_PATH = "/store/rate/acquire"
 SETTLE_PATH = "/store/rate/settle"
 RELEASE_PATH = "/store/rate/release"
