@@ -135,7 +135,8 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS:") -> float:
+    """Resident memory of the process tree; with field "VmHWM:", the sum of each process's peak."""
     total = 0.0
     for p in tree(pid):
         try:
@@ -143,7 +144,7 @@ def rss_mib(pid: int) -> float:
         except OSError:
             continue
         for line in status.splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 total += int(line.split()[1]) / 1024
     return total
 

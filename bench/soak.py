@@ -2,7 +2,8 @@
 
 Starts the benchmark's nginx upstream and Meterway (the same config as `bench.run`), then drives it
 with wrk at one concurrency for `--minutes`, alternating JSON and SSE each interval, and after each
-interval prints the requests so far and the RSS of Meterway's process tree. Flat RSS after the
+interval prints the requests so far and the RSS of Meterway's process tree (and the sum of its
+processes' peaks so far). Flat RSS after the
 first intervals means nothing grows with the number of requests served (events, metrics series,
 connections, buffers). With `--loader process` (one worker, the store in its own process) it also
 prints the RSS of the serving process alone. Everything listens on 127.0.0.1; each wrk run is bounded
@@ -52,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         start(target, tmp / "meterway.log")
         assert target.proc is not None
         rows.append((0.0, 0, rss_mib(target.proc.pid), serving_rss(target)))
-        print(f"{'minute':>6} {'requests':>10} {'req/s':>7} {'RSS MiB':>8} {'serving':>8}", flush=True)
-        print(f"{0.0:>6.1f} {0:>10} {'':>7} {rows[0][2]:>8.1f} {rows[0][3]:>8.1f}", flush=True)
+        print(f"{'minute':>6} {'requests':>10} {'req/s':>7} {'RSS MiB':>8} {'serving':>8} {'peak':>8}", flush=True)
+        peak = rss_mib(target.proc.pid, "VmHWM:")
+        print(f"{0.0:>6.1f} {0:>10} {'':>7} {rows[0][2]:>8.1f} {rows[0][3]:>8.1f} {peak:>8.1f}", flush=True)
         began = time.monotonic()
         mode_index = 0
         while time.monotonic() - began < args.minutes * 60:
@@ -65,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             minute = (time.monotonic() - began) / 60
             rows.append((minute, total, rss_mib(target.proc.pid), serving_rss(target)))
             rate = res["requests"] / (res["us"] / 1e6)
-            print(f"{minute:>6.1f} {total:>10} {rate:>7.0f} {rows[-1][2]:>8.1f} {rows[-1][3]:>8.1f}", flush=True)
+            peak = rss_mib(target.proc.pid, "VmHWM:")
+            print(f"{minute:>6.1f} {total:>10} {rate:>7.0f} {rows[-1][2]:>8.1f} {rows[-1][3]:>8.1f} {peak:>8.1f}",
+                  flush=True)  # fmt: skip
     finally:
         if target.proc is not None:
             target.proc.terminate()

@@ -50,7 +50,6 @@ RETENTION_EVERY = 3600.0  # seconds between retention passes
 T = TypeVar("T")
 
 
-ALLOCATOR_FLUSH = "1MB"  # frees of more than this at once go back to the system
 LINE_BYTES = 1 << 20  # the longest journal line read (UsageEvent.to_json writes far shorter ones)
 
 
@@ -106,9 +105,6 @@ class DuckDBSink:
             con.execute(f"SET threads = {int(threads)}")
         if memory_limit is not None:
             con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
-        # DuckDB's allocator otherwise keeps what a load freed (tens of MiB) for the next one; handing it
-        # back costs a few ms of the loader thread per load.
-        con.execute(f"SET allocator_bulk_deallocation_flush_threshold = '{ALLOCATOR_FLUSH}'")
         try:
             self.upgraded_from = migrate(con, path)
         except SchemaError as exc:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import pytest
 from gateway.config import ConfigError, load_config
 from storage.runtime import event_writer
 from storage.sinks import open_sink
+from tests.support.gateway import REPO
 
 
 def test_storage_keys_parse(tmp_path: Path) -> None:
@@ -110,3 +114,25 @@ def test_a_memory_limit_too_small_for_a_checkpoint_is_refused(tmp_path: Path) ->
     ]
     cfg.write_text("storage: {memory_limit: 64MiB}\n")
     assert load_config(cfg, env={}).storage.memory_limit == "64MIB"
+
+
+DECAY = """
+import ctypes, sys
+import storage.duckdb_sink  # how every path reaches DuckDB: through the storage package
+import duckdb
+lib = ctypes.CDLL(sys.modules["_duckdb"].__file__)
+value, size = ctypes.c_ssize_t(-2), ctypes.c_size_t(ctypes.sizeof(ctypes.c_ssize_t))
+assert lib.duckdb_je_mallctl(b"opt.dirty_decay_ms", ctypes.byref(value), ctypes.byref(size), None, 0) == 0
+print(value.value)
+"""
+
+
+@pytest.mark.parametrize(("env", "decay"), [({}, 0), ({"DUCKDB_JE_MALLOC_CONF": "dirty_decay_ms:500"}, 500)])
+def test_duckdb_gives_freed_memory_back_at_once_unless_the_environment_says_otherwise(
+    env: dict[str, str], decay: int
+) -> None:
+    """Loads touch tens of MiB for a moment; with jemalloc's default decay those pages stayed resident."""
+    base = {k: v for k, v in os.environ.items() if k != "DUCKDB_JE_MALLOC_CONF"}
+    out = subprocess.run([sys.executable, "-c", DECAY], env={**base, **env}, cwd=REPO, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert int(out.stdout) == decay
