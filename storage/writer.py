@@ -45,10 +45,9 @@ from storage.journal import SegmentFile, SpoolLock, claim_orphans, closed_segmen
 
 log = logging.getLogger("meterway.storage")
 LOAD_BATCH = 256  # segments loaded in one transaction at most
-# ... and at most this much journal (a bigger segment loads alone). A load's working memory is a few times its
-# journal bytes (about 70 MiB for 20 MiB, 28 MiB for 5 MiB), so a backlog (left by downtime, or by a slow
-# checkpoint under load) loads in small steps, each still spreading the per-load cost over thousands of events
-LOAD_BATCH_BYTES = 4 << 20
+# ... and at most this much journal (a bigger segment loads alone), so a backlog left by downtime loads in
+# steps whose working memory fits under storage.memory_limit
+LOAD_BATCH_BYTES = 16 << 20
 HANDOFF_WAIT = 5.0  # seconds a journal-only writer waits at stop for the loader to take its last segments
 
 
