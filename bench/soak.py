@@ -2,12 +2,11 @@
 
 Starts the benchmark's nginx upstream and Meterway (the same config as `bench.run`), then drives it
 with wrk at one concurrency for `--minutes`, alternating JSON and SSE each interval, and after each
-interval prints the requests so far and the RSS of Meterway's process tree (and the sum of its
-processes' peaks so far). Flat RSS after the
-first intervals means nothing grows with the number of requests served (events, metrics series,
-connections, buffers). With `--loader process` (one worker, the store in its own process) it also
-prints the RSS of the serving process alone. Everything listens on 127.0.0.1; each wrk run is bounded
-by -d.
+interval prints the requests so far, the RSS of Meterway's process tree and the sum of its
+processes' peaks so far. Flat RSS after the first intervals means nothing grows with the number of
+requests served (events, metrics series, connections, buffers). With `--loader process` (one
+worker, the store in its own process) it also prints the RSS of the serving process alone. Everything
+listens on 127.0.0.1; each wrk run is bounded by -d.
 
     python -m bench.soak [--minutes 10] [--interval 60] [--conc 16] [--loader inline|process]
 """

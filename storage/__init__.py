@@ -1,8 +1,8 @@
 """Event storage: the journal, the DuckDB and DuckLake stores, their queries and admin paths.
 
 DuckDB allocates through its own jemalloc, which by default keeps freed pages for a while to reuse
-them. A gateway loads a batch of events every fraction of a second, and each load touches tens of
-MiB for a moment, so those pages would stay resident for good. Giving them back at once costs page
+them. A gateway loads a batch of events every second, and each load touches tens of MiB for a
+moment, so those pages would stay resident for good. Giving them back at once costs page
 faults on the next load but keeps the process at the memory it uses. This must be set before DuckDB
 is first imported (every path to it imports this package first); a `DUCKDB_JE_MALLOC_CONF` in the
 environment wins.
