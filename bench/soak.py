@@ -51,10 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         start(target, tmp / "meterway.log")
         assert target.proc is not None
-        rows.append((0.0, 0, rss_mib(target.proc.pid), serving_rss(target)))
         print(f"{'minute':>6} {'requests':>10} {'req/s':>7} {'RSS MiB':>8} {'serving':>8} {'peak':>8}", flush=True)
-        peak = rss_mib(target.proc.pid, "VmHWM:")
-        print(f"{0.0:>6.1f} {0:>10} {'':>7} {rows[0][2]:>8.1f} {rows[0][3]:>8.1f} {peak:>8.1f}", flush=True)
+        rows.append(sample(target, 0.0, 0, ""))
         began = time.monotonic()
         mode_index = 0
         while time.monotonic() - began < args.minutes * 60:
@@ -64,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             total += int(res["requests"])
             errors += int(res["errors"] + res["non2xx"])
             minute = (time.monotonic() - began) / 60
-            rows.append((minute, total, rss_mib(target.proc.pid), serving_rss(target)))
-            rate = res["requests"] / (res["us"] / 1e6)
-            peak = rss_mib(target.proc.pid, "VmHWM:")
-            print(f"{minute:>6.1f} {total:>10} {rate:>7.0f} {rows[-1][2]:>8.1f} {rows[-1][3]:>8.1f} {peak:>8.1f}",
-                  flush=True)  # fmt: skip
+            rows.append(sample(target, minute, total, f"{res['requests'] / (res['us'] / 1e6):.0f}"))
     finally:
         if target.proc is not None:
             target.proc.terminate()
@@ -81,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"serving process: {rows[0][3]:.1f} MiB idle, {rows[-1][3]:.1f} MiB at the end, "
           f"{max(serving) - min(serving):.1f} MiB range over the second half")  # fmt: skip
     return 0
+
+
+def sample(target: Target, minute: float, total: int, rate: str) -> tuple[float, int, float, float]:
+    """Read the tree's RSS, the serving process's and the sum of the peaks; print them as a row."""
+    assert target.proc is not None
+    rss, serving, peak = rss_mib(target.proc.pid), serving_rss(target), rss_mib(target.proc.pid, "VmHWM:")
+    print(f"{minute:>6.1f} {total:>10} {rate:>7} {rss:>8.1f} {serving:>8.1f} {peak:>8.1f}", flush=True)
+    return minute, total, rss, serving
 
 
 def serving_rss(target: Target) -> float:
