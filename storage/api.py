@@ -41,6 +41,7 @@ from starlette.routing import Route
 from gateway.costing import EventPricer
 from storage import queries
 from storage.duckdb_sink import DuckDBSink
+from storage.errors import StorageError
 from storage.export import FORMATS, MEDIA_TYPES, export_events
 from storage.ingest import UsageIngestor
 from storage.params import FILTERS, RANGE, check_known, filters_of, limit_of, range_of, span_for
@@ -215,10 +216,13 @@ class StorageAPI:
         if not ok:
             return error(409, f"the price book does not load, nothing was re-priced: {message}", "invalid_price_book")
         dry = p.get("dry_run", "false").lower() in ("1", "true", "yes")
-        result = await asyncio.to_thread(
-            reprice, self.sink, self.pricer, rng, price_as=self.price_as, book_version=self.pricer.pricer.version,
-            dry_run=dry,
-        )  # fmt: skip
+        try:
+            result = await asyncio.to_thread(
+                reprice, self.sink, self.pricer, rng, price_as=self.price_as, book_version=self.pricer.pricer.version,
+                dry_run=dry,
+            )  # fmt: skip
+        except StorageError as exc:  # a shared lake held by another replica's maintenance for too long
+            return error(409, str(exc), "store_busy")
         return _json(result.as_dict())
 
     async def status(self, request: Request) -> Response:

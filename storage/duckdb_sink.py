@@ -231,13 +231,22 @@ class DuckDBSink:
             log.info("retention: dropped %d raw events older than %s (rollups keep them)", dropped, cutoff.date())
         return dropped
 
+    def retention_due(self) -> bool:
+        last = self._last_maintenance
+        return bool(self.retention_days) and (last is None or time.monotonic() - last >= RETENTION_EVERY)
+
     def maintain(self) -> None:
         """Periodic housekeeping, called by the writer between loads; cheap when nothing is due."""
-        last = self._last_maintenance
-        if not self.retention_days or (last is not None and time.monotonic() - last < RETENTION_EVERY):
-            return
-        self._last_maintenance = time.monotonic()
-        self.apply_retention()
+        if self.retention_due():
+            self._last_maintenance = time.monotonic()
+            self.apply_retention()
+
+    @contextlib.contextmanager
+    def exclusive(self, wait: float = 0) -> Iterator[bool]:
+        """Hold the store against every other writer's rewrites (re-prices, maintenance) for a while; yields
+        whether it is held. One process owns a DuckDB file, so here it always is; a lake shared by
+        replicas takes a lease (DuckLakeSink), waiting up to `wait` seconds for it."""
+        yield True
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -21,7 +21,13 @@ external usage record at the same moment could both store it.)
 `maintain()` adds compaction every `compaction_interval` seconds to the retention pass: rollup
 deltas are folded into one row per key, inlined rows are flushed to Parquet, adjacent small files
 are merged, old snapshots expire and the files they alone used are deleted. Each step that loses a
-conflict with another replica's work is skipped until the next pass.
+conflict with a load is skipped until the next pass.
+Maintenance and re-pricing run under a lease (`exclusive`), one replica at a time: DuckLake's
+conflict checks do not cover every pair of them. Flushing inlined deletions while another replica
+folds the same table can lose the flush's deletions, bringing folded delta rows back, so a rollup
+counts them twice. The lease is a row of `meterway_lease` (holder, expiry); taking it deletes the
+row and inserts a new one, so two replicas taking it at once conflict and one of them loses. It is
+let go when the work ends and runs out after LEASE_SECONDS if its holder dies.
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ import logging
 import os
 import random
 import re
+import secrets
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -55,6 +64,10 @@ OBJECT_STORES = ("s3://", "gs://", "gcs://", "r2://")
 ATTEMPTS = 8  # tries of a transaction that keeps losing conflicts
 SNAPSHOT_KEEP_HOURS = 24  # snapshots younger than this stay, so running queries keep their files
 FILE_GRACE_HOURS = 1  # files dropped from every kept snapshot are deleted after this
+LEASE = "meterway_lease"  # one row: which replica maintains the lake, and until when
+LEASE_SECONDS = 900  # a lease whose holder died runs out after this
+LEASE_POLL = 0.5  # seconds between tries while waiting for the lease
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +86,13 @@ class DuckLakeSink(DuckDBSink):
         self.workdir = settings.workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.upgraded_from = CURRENT_VERSION
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._exclusive = threading.Lock()
         con = open_lake(settings)
         try:
-            self._compaction_lock = threading.Lock()
             self._last_compaction = time.monotonic()
             _retrying(lambda: _create_schema(con))
+            _retrying(lambda: _seed_lease(con))
         except (duckdb.Error, StorageError) as exc:
             con.close()
             raise StorageError(str(exc)) from None
@@ -103,12 +118,64 @@ class DuckLakeSink(DuckDBSink):
         return True
 
     def maintain(self) -> None:
-        super().maintain()
-        if time.monotonic() - self._last_compaction >= self.settings.compaction_interval:
-            self.compact()
+        """Retention and compaction when due, under the lease; while another replica holds it, next time."""
+        compaction_due = time.monotonic() - self._last_compaction >= self.settings.compaction_interval
+        if not (compaction_due or self.retention_due()):
+            return
+        with self.exclusive() as held:
+            if held:
+                super().maintain()
+                if compaction_due:
+                    self.compact()
+
+    @contextlib.contextmanager
+    def exclusive(self, wait: float = 0) -> Iterator[bool]:
+        deadline = time.monotonic() + wait
+        # One holder per process too (the writer's maintenance and an admin re-price share this sink's lease).
+        mine = self._exclusive.acquire(timeout=wait) if wait > 0 else self._exclusive.acquire(blocking=False)
+        if not mine:
+            yield False
+            return
+        try:
+            while not (held := self._take_lease()) and time.monotonic() < deadline:
+                time.sleep(LEASE_POLL)
+            try:
+                yield held
+            finally:
+                if held:
+                    self._let_go()
+        finally:
+            self._exclusive.release()
+
+    def _take_lease(self) -> bool:
+        def take(con: duckdb.DuckDBPyConnection) -> bool:
+            now = datetime.now(UTC)
+            rows = con.execute(f"SELECT holder, expires FROM {LEASE}").fetchall()
+            if any(holder != self.holder and expires > now for holder, expires in rows):
+                return False
+            con.execute(f"DELETE FROM {LEASE}")
+            con.execute(f"INSERT INTO {LEASE} VALUES (?, ?)", [self.holder, now + timedelta(seconds=LEASE_SECONDS)])
+            return True
+
+        try:
+            with self._lock:
+                return DuckDBSink._transaction(self, take)  # not retried: a conflict means another replica took it
+        except duckdb.Error as exc:
+            log.debug("lake lease not taken: %s", _first_line(exc))
+            return False
+
+    def _let_go(self) -> None:
+        def release(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(f"UPDATE {LEASE} SET expires = ? WHERE holder = ?", [EPOCH, self.holder])
+
+        try:
+            self.transaction(release)
+        except duckdb.Error as exc:  # it runs out by itself
+            log.warning("could not let go of the lake's maintenance lease: %s", _first_line(exc))
 
     def compact(self) -> None:
-        """Fold rollup deltas and merge small files; a step that conflicts with another replica waits for next time."""
+        """Fold rollup deltas and merge small files (under the lease: see `maintain`); a step that conflicts with a
+        load waits for next time."""
         self._last_compaction = time.monotonic()
         for table in rollups.TABLES:
             try:
@@ -186,6 +253,7 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
                 rollups.create_sql(table, primary_key=False).replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS")
             )
         con.execute(AUDIT_DDL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+        con.execute(f"CREATE TABLE IF NOT EXISTS {LEASE} (holder VARCHAR NOT NULL, expires TIMESTAMPTZ NOT NULL)")
         if version is None:
             con.execute(f"INSERT INTO {META} VALUES ('schema_version', ?)", [str(CURRENT_VERSION)])
         con.execute("COMMIT")
@@ -193,6 +261,13 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
         raise
+
+
+def _seed_lease(con: duckdb.DuckDBPyConnection) -> None:
+    """The lease table is never inlined (no flush of inlined data touches it while replicas take the lease) and
+    always has a row, so that taking the lease deletes one."""
+    con.execute(f"CALL {LAKE}.set_option('data_inlining_row_limit', 0, table_name => '{LEASE}')")
+    con.execute(f"INSERT INTO {LEASE} SELECT '', ? WHERE NOT EXISTS (SELECT 1 FROM {LEASE})", [EPOCH])
 
 
 def _object_store_secret(con: duckdb.DuckDBPyConnection, data_path: str) -> None:

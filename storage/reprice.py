@@ -25,6 +25,7 @@ import orjson
 from gateway.usage import Usage
 from pricing.pricer import EventPricing
 from storage.duckdb_sink import DuckDBSink
+from storage.errors import StorageError
 from storage.event import COLUMNS, MONEY
 from storage.schema import AUDIT, EVENTS
 
@@ -38,6 +39,7 @@ _READ = ("request_id", "ts", "provider", "model", "model_requested", "tenant_id"
          "cache_write_tokens", "output_tokens", "reasoning_tokens", *PRICE_COLUMNS)  # fmt: skip
 _TYPES = dict(COLUMNS)
 ApplyRollups = Callable[["duckdb.DuckDBPyConnection", str, int], None]
+REWRITE_WAIT = 120.0  # seconds a re-price waits while another replica maintains a shared lake
 
 
 @dataclass(slots=True)
@@ -86,7 +88,13 @@ def reprice(
                         result.examples.append({"request_id": row[0], "old": _plain(old), "new": _plain(new)})
                     out.write(orjson.dumps({"request_id": row[0], **_plain(new)}) + b"\n")
         if result.changed and not dry_run:
-            sink.transaction(lambda con: _rewrite(con, Path(changes), book_version, sink.apply_rollups))
+            with sink.exclusive(wait=REWRITE_WAIT) as held:
+                if not held:
+                    raise StorageError(
+                        f"another gateway has been maintaining the store for over {REWRITE_WAIT:.0f} seconds: "
+                        "nothing was re-priced; try again"
+                    )
+                sink.transaction(lambda con: _rewrite(con, Path(changes), book_version, sink.apply_rollups))
     finally:
         os.unlink(changes)
     return result

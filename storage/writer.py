@@ -47,7 +47,7 @@ log = logging.getLogger("meterway.storage")
 LOAD_BATCH = 256  # segments loaded in one transaction at most
 # ... and at most this much journal (a bigger segment loads alone), so a backlog left by downtime loads in
 # steps whose working memory fits under storage.memory_limit
-LOAD_BATCH_BYTES = 16 << 20
+LOAD_BATCH_BYTES = 4 << 20
 HANDOFF_WAIT = 5.0  # seconds a journal-only writer waits at stop for the loader to take its last segments
 
 

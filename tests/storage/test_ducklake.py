@@ -123,3 +123,42 @@ def test_lake_sink_is_idempotent_reprices_and_keeps_rollups_right(tmp_path: Path
         assert sink.writable() and "password" not in sink.location
     finally:
         sink.close()
+
+
+def test_one_replica_at_a_time_maintains_or_reprices_the_lake(
+    tmp_path: Path, pg: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = pg.create_database("lease")
+    a, b = (DuckLakeSink(LakeSettings(catalog, f"{tmp_path / 'lake'}/", tmp_path / n, 0)) for n in "ab")
+    monkeypatch.setattr("storage.reprice.REWRITE_WAIT", 0.5)
+    pricer = EventPricer(Pricer(write_book(tmp_path / "book"), reporting_currency="USD"))
+    rows_per_key = (
+        f"SELECT max(n) FROM (SELECT count(*) AS n FROM usage_rollup_hourly GROUP BY {', '.join(rollups.KEYS)})"
+    )
+    try:
+        for sink in (a, b):  # one delta row per key from each replica
+            events = [event(model="m2", currency="CNY", ts=T0) for _ in range(5)]
+            assert sink.load_segment(write_segment(tmp_path / f"{sink.holder}.jsonl", events)) == 5
+        with a.exclusive() as held:
+            assert held
+            with b.exclusive() as also, a.exclusive() as again:
+                assert not also and not again  # nor does another holder in A's process (a re-price beside maintenance)
+            b.maintain()  # compaction is due, but A maintains the lake: B folds nothing
+            assert b.query(rows_per_key) == [(2,)]
+            with pytest.raises(StorageError, match="another gateway has been maintaining the store"):
+                reprice(b, pricer, TimeRange(T0, T0.replace(year=2026)))
+            assert b.query("SELECT count(*) FROM event_price_audit") == [(0,)]
+        b.maintain()  # A let go: B folds
+        assert b.query(rows_per_key) == [(1,)]
+        assert set(rollup_mismatches(b).values()) == {0}
+        assert reprice(b, pricer, TimeRange(T0, T0.replace(year=2026))).changed == 10
+
+        assert a._take_lease()  # A takes the lease and dies holding it: B waits until it runs out
+        with b.exclusive() as held:
+            assert not held
+        a.transaction(lambda con: con.execute("UPDATE meterway_lease SET expires = now() - INTERVAL 1 SECOND"))
+        with b.exclusive() as held:
+            assert held
+    finally:
+        a.close()
+        b.close()
