@@ -160,8 +160,11 @@ class LocalStore:
     def reprice(self, params: dict[str, str], dry_run: bool) -> dict[str, Any]:
         rng = range_of(params, exact=True)
         pricer = self.pricer
-        result = reprice(self.sink, pricer, rng, price_as=self.price_as, book_version=pricer.pricer.version,
-                         dry_run=dry_run)  # fmt: skip
+        try:
+            result = reprice(self.sink, pricer, rng, price_as=self.price_as, book_version=pricer.pricer.version,
+                             dry_run=dry_run)  # fmt: skip
+        except StorageError as exc:  # a shared lake held by another replica's maintenance for too long
+            raise StoreError(str(exc)) from None
         return result.as_dict()
 
     def close(self) -> None:

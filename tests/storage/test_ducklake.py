@@ -14,7 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from gateway.cli import main
 from gateway.costing import EventPricer
 from pricing.pricer import Pricer
 from storage import rollups
@@ -162,3 +164,26 @@ def test_one_replica_at_a_time_maintains_or_reprices_the_lake(
     finally:
         a.close()
         b.close()
+
+
+def test_reprice_command_says_so_while_another_replica_holds_the_lake(
+    tmp_path: Path, pg: Postgres, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = pg.create_database("lease_cli")
+    storage = {"backend": "ducklake", "catalog": catalog, "data_path": f"{tmp_path / 'lake'}/",
+               "journal_dir": str(tmp_path / "journal")}  # fmt: skip
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"storage": storage, "pricing": {"book": str(write_book(tmp_path / "book"))}}))
+    monkeypatch.setattr("storage.reprice.REWRITE_WAIT", 0.5)
+    other = DuckLakeSink(LakeSettings(catalog, f"{tmp_path / 'lake'}/", tmp_path / "other"))
+    try:
+        other.load_events([event(model="m2", currency="CNY", ts=T0) for _ in range(3)])
+        args = ["reprice", "--config", str(cfg), "--since", "2025-03-01", "--until", "2025-04-01"]
+        with other.exclusive() as held:
+            assert held
+            assert main(args) == 2
+            assert "error: another gateway has been maintaining the store" in capsys.readouterr().err
+        assert main(args) == 0
+        assert "3 events examined, changed 3" in capsys.readouterr().out
+    finally:
+        other.close()
