@@ -132,19 +132,17 @@ class DuckLakeSink(DuckDBSink):
     def exclusive(self, wait: float = 0) -> Iterator[bool]:
         deadline = time.monotonic() + wait
         # One holder per process too (the writer's maintenance and an admin re-price share this sink's lease).
-        mine = self._exclusive.acquire(timeout=wait) if wait > 0 else self._exclusive.acquire(blocking=False)
-        if not mine:
+        if not self._exclusive.acquire(timeout=wait):
             yield False
             return
+        held = False
         try:
             while not (held := self._take_lease()) and time.monotonic() < deadline:
                 time.sleep(LEASE_POLL)
-            try:
-                yield held
-            finally:
-                if held:
-                    self._let_go()
+            yield held
         finally:
+            if held:
+                self._let_go()
             self._exclusive.release()
 
     def _take_lease(self) -> bool:
