@@ -28,6 +28,7 @@ from storage.timerange import TimeRange
 from tests.storage.helpers import T0, event, rollup_mismatches, write_book, write_segment
 from tests.storage.postgres import Postgres, postgres_server
 from tests.storage.serving import Load, ServeGroup, demo_config, wait_until
+from tests.support.gateway import LiveGateway
 
 
 @pytest.fixture(scope="module")
@@ -186,4 +187,33 @@ def test_reprice_command_says_so_while_another_replica_holds_the_lake(
         assert main(args) == 0
         assert "3 events examined, changed 3" in capsys.readouterr().out
     finally:
+        other.close()
+
+
+def test_admin_reprice_answers_409_while_another_replica_holds_the_lake(
+    tmp_path: Path, pg: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = pg.create_database("lease_api")
+    monkeypatch.setattr("storage.reprice.REWRITE_WAIT", 0.5)
+    doc = {
+        "storage": {"backend": "ducklake", "catalog": catalog, "data_path": f"{tmp_path / 'lake'}/",
+                    "journal_dir": str(tmp_path / "gateway" / "journal")},
+        "pricing": {"book": str(write_book(tmp_path / "book")), "reporting_currency": "USD"},
+    }  # fmt: skip
+    other = DuckLakeSink(LakeSettings(catalog, f"{tmp_path / 'lake'}/", tmp_path / "other"))
+    gateway = LiveGateway.from_doc(tmp_path, doc).start()
+    try:
+        other.load_events([event(model="m2", currency="CNY", ts=T0) for _ in range(3)])
+        body = {"since": "2025-03-01", "until": "2025-04-01"}
+        with other.exclusive() as held:
+            assert held
+            busy = httpx.post(gateway.url + "/admin/reprice", json=body, timeout=30)
+        assert busy.status_code == 409
+        error = busy.json()["error"]
+        assert error["code"] == "store_busy" and "another gateway has been maintaining the store" in error["message"]
+        assert gateway.app.gateway.sink.query("SELECT count(*) FROM event_price_audit") == [(0,)]
+        done = httpx.post(gateway.url + "/admin/reprice", json=body, timeout=30)
+        assert done.status_code == 200 and done.json()["changed"] == 3
+    finally:
+        gateway.stop()
         other.close()
