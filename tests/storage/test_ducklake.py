@@ -8,6 +8,7 @@ once, and the rollups equal the aggregates recomputed from the raw events.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,45 +168,51 @@ def test_one_replica_at_a_time_maintains_or_reprices_the_lake(
         b.close()
 
 
-def test_reprice_command_says_so_while_another_replica_holds_the_lake(
-    tmp_path: Path, pg: Postgres, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    catalog = pg.create_database("lease_cli")
-    storage = {"backend": "ducklake", "catalog": catalog, "data_path": f"{tmp_path / 'lake'}/",
-               "journal_dir": str(tmp_path / "journal")}  # fmt: skip
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"storage": storage, "pricing": {"book": str(write_book(tmp_path / "book"))}}))
+_lakes = itertools.count()
+
+
+@pytest.fixture
+def other_replica(tmp_path: Path, pg: Postgres, monkeypatch: pytest.MonkeyPatch) -> Iterator[DuckLakeSink]:
+    """Another replica's sink on a fresh lake holding 3 events (`tmp_path / 'lake'`, catalog in `.settings`);
+    a re-price waits half a second for the lease it may hold."""
     monkeypatch.setattr("storage.reprice.REWRITE_WAIT", 0.5)
+    catalog = pg.create_database(f"lease_{next(_lakes)}")
     other = DuckLakeSink(LakeSettings(catalog, f"{tmp_path / 'lake'}/", tmp_path / "other"))
     try:
         other.load_events([event(model="m2", currency="CNY", ts=T0) for _ in range(3)])
-        args = ["reprice", "--config", str(cfg), "--since", "2025-03-01", "--until", "2025-04-01"]
-        with other.exclusive() as held:
-            assert held
-            assert main(args) == 2
-            assert "error: another gateway has been maintaining the store" in capsys.readouterr().err
-        assert main(args) == 0
-        assert "3 events examined, changed 3" in capsys.readouterr().out
+        yield other
     finally:
         other.close()
 
 
-def test_admin_reprice_answers_409_while_another_replica_holds_the_lake(
-    tmp_path: Path, pg: Postgres, monkeypatch: pytest.MonkeyPatch
+def lake_config(tmp_path: Path, other: DuckLakeSink) -> dict[str, Any]:
+    """A gateway's config on `other`'s lake, with the storage tests' price book."""
+    storage = {"backend": "ducklake", "catalog": other.settings.catalog, "data_path": other.settings.data_path,
+               "journal_dir": str(tmp_path / "journal")}  # fmt: skip
+    return {"storage": storage, "pricing": {"book": str(write_book(tmp_path / "book")), "reporting_currency": "USD"}}
+
+
+def test_reprice_command_says_so_while_another_replica_holds_the_lake(
+    tmp_path: Path, other_replica: DuckLakeSink, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    catalog = pg.create_database("lease_api")
-    monkeypatch.setattr("storage.reprice.REWRITE_WAIT", 0.5)
-    doc = {
-        "storage": {"backend": "ducklake", "catalog": catalog, "data_path": f"{tmp_path / 'lake'}/",
-                    "journal_dir": str(tmp_path / "gateway" / "journal")},
-        "pricing": {"book": str(write_book(tmp_path / "book")), "reporting_currency": "USD"},
-    }  # fmt: skip
-    other = DuckLakeSink(LakeSettings(catalog, f"{tmp_path / 'lake'}/", tmp_path / "other"))
-    gateway = LiveGateway.from_doc(tmp_path, doc).start()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(lake_config(tmp_path, other_replica)))
+    args = ["reprice", "--config", str(cfg), "--since", "2025-03-01", "--until", "2025-04-01"]
+    with other_replica.exclusive() as held:
+        assert held
+        assert main(args) == 2
+        assert "error: another gateway has been maintaining the store" in capsys.readouterr().err
+    assert main(args) == 0
+    assert "3 events examined, changed 3" in capsys.readouterr().out
+
+
+def test_admin_reprice_answers_409_while_another_replica_holds_the_lake(
+    tmp_path: Path, other_replica: DuckLakeSink
+) -> None:
+    gateway = LiveGateway.from_doc(tmp_path, lake_config(tmp_path, other_replica)).start()
     try:
-        other.load_events([event(model="m2", currency="CNY", ts=T0) for _ in range(3)])
         body = {"since": "2025-03-01", "until": "2025-04-01"}
-        with other.exclusive() as held:
+        with other_replica.exclusive() as held:
             assert held
             busy = httpx.post(gateway.url + "/admin/reprice", json=body, timeout=30)
         assert busy.status_code == 409
@@ -216,4 +223,3 @@ def test_admin_reprice_answers_409_while_another_replica_holds_the_lake(
         assert done.status_code == 200 and done.json()["changed"] == 3
     finally:
         gateway.stop()
-        other.close()
