@@ -2,17 +2,19 @@
 
 A rollup row is keyed by (bucket, tenant, provider, model, feature, price currency, reporting
 currency) and holds requests, errors, each token count, the cost in the price currency and in the
-reporting currency. Absent attribution is stored as '' so every key is NOT NULL and can be a
-primary key; queries turn '' back into "none".
+reporting currency. Absent attribution is stored as '' so every key is NOT NULL; queries turn ''
+back into "none".
 
-`apply(con, source)` adds the aggregates of the rows in `source` (a table or subquery of events)
-to all three rollups with an upsert; `apply(..., sign=-1)` takes them away (a re-price takes the
-old costs away and adds the new ones). The sink calls it, in the same transaction as the insert,
+`append(con, source)` adds the aggregates of the rows in `source` (a table or subquery of events)
+to all three rollups as extra rows (deltas); `append(..., sign=-1)` takes them away (a re-price
+takes the old costs away and adds the new ones). A key may thus have several rows: every reader
+sums them (every query groups and sums anyway), and `fold`, run by the sink's periodic compaction,
+merges each key's rows into one. The sink calls `append`, in the same transaction as the insert,
 with exactly the rows that were new, so a replayed event is never counted twice.
 
-A store without primary keys and with several writers (DuckLake) uses `append` instead: the
-aggregates go in as extra rows, readers sum them (every query groups and sums anyway), and `fold`
-later merges each key's rows into one.
+Deltas instead of an upsert: an upsert needs a PRIMARY KEY, whose index DuckDB keeps in memory
+and grows with hours x keys, and it costs the loader more than twice the CPU of an insert. Inserts
+never conflict, so several writers (the replicas of a DuckLake) may append at once.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ class Executes(Protocol):
     def execute(self, query: str, parameters: object = ..., /) -> object: ...
 
 
-def create_sql(table: str, primary_key: bool = True) -> str:
-    """The rollup table's DDL; without the primary key for stores that have none (DuckLake)."""
+def create_sql(table: str, primary_key: bool = False) -> str:
+    """The rollup table's DDL (with the PRIMARY KEY that schema version 2 had, for `upsert`)."""
     counts = ", ".join(f"{name} BIGINT NOT NULL" for name in MEASURE_NAMES if name not in MONEY)
     money = ", ".join(f"{name} DECIMAL(38,12) NOT NULL" for name in MONEY)
     dims = ", ".join(f"{name} VARCHAR NOT NULL" for name in DIMENSIONS)
@@ -64,18 +66,16 @@ def aggregate_sql(table: str, source: str, sign: int = 1) -> str:
     return f"SELECT {', '.join(cols)} FROM {source} GROUP BY {', '.join(keys)}"
 
 
-def add_sql(table: str, source: str, sign: int = 1) -> str:
+def add_sql(table: str, source: str) -> str:
     updates = ", ".join(f"{name} = r.{name} + excluded.{name}" for name in MEASURE_NAMES)
     return (
-        f"INSERT INTO {table} AS r {aggregate_sql(table, source, sign)} "
+        f"INSERT INTO {table} AS r {aggregate_sql(table, source)} "
         f"ON CONFLICT ({', '.join(KEYS)}) DO UPDATE SET {updates}"
     )
 
 
 def append(con: Executes, source: str, sign: int = 1) -> None:
-    """Insert the aggregates of `source` as extra rows (deltas): a key may then have several rows, summed by
-    every reader and folded by `fold`. Inserts never conflict with each other, so several writers may append at once.
-    """
+    """Insert the aggregates of `source` (multiplied by `sign`) as extra rows, in the caller's transaction."""
     for table in TABLES:
         con.execute(f"INSERT INTO {table} {aggregate_sql(table, source, sign)}")
 
@@ -93,9 +93,7 @@ def fold(con: Executes, table: str) -> None:
     con.execute("DROP TABLE _fold")
 
 
-def apply(con: Executes, source: str, sign: int = 1) -> None:
-    """Add (sign 1) or take away (sign -1) the events in `source` to or from every rollup."""
+def upsert(con: Executes, source: str) -> None:
+    """Add the events in `source` to rollups that have a PRIMARY KEY (schema version 2's backfill)."""
     for table in TABLES:
-        con.execute(add_sql(table, source, sign))
-        if sign < 0:
-            con.execute(f"DELETE FROM {table} WHERE requests = 0")
+        con.execute(add_sql(table, source))

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 def _duckdb(storage: StorageConfig) -> DuckDBSink:
     return DuckDBSink(
-        storage.path, retention_days=storage.retention_days, threads=storage.threads, memory_limit=storage.memory_limit
-    )
+        storage.path, retention_days=storage.retention_days, threads=storage.threads, memory_limit=storage.memory_limit,
+        compaction_interval=float(storage.compaction_interval_s),
+    )  # fmt: skip
 
 
 def _ducklake(storage: StorageConfig) -> DuckDBSink:

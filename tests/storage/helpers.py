@@ -59,17 +59,25 @@ def write_segment(path: Path, events: Iterable[UsageEvent]) -> Path:
 
 
 def rollup_mismatches(con: DuckDBSink | duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """For each rollup, how many rows differ from a recomputation over the raw events (0 everywhere = equal)."""
+    """For each rollup, how many keys' sums differ from a recomputation over the raw events (0 everywhere = equal).
+    A key may have several (delta) rows until compaction folds them, so their sums are compared."""
+    keys = ", ".join(rollups.KEYS)
+    sums = ", ".join(f"sum({m}) AS {m}" for m in rollups.MEASURE_NAMES)
     out = {}
     for table in rollups.TABLES:
+        folded = f"SELECT {keys}, {sums} FROM {table} GROUP BY ALL HAVING sum(requests) <> 0"
         recomputed = rollups.aggregate_sql(table, "llm_usage_events")
-        sql = (
-            f"SELECT count(*) FROM ((SELECT * FROM {table} EXCEPT ALL {recomputed}) "
-            f"UNION ALL ({recomputed} EXCEPT ALL SELECT * FROM {table}))"
-        )
+        sql = f"SELECT count(*) FROM (({folded} EXCEPT ALL {recomputed}) UNION ALL ({recomputed} EXCEPT ALL {folded}))"
         rows = con.query(sql) if isinstance(con, DuckDBSink) else con.execute(sql).fetchall()
         out[table] = rows[0][0]
     return out
+
+
+def rows_per_key(con: DuckDBSink, table: str = "usage_rollup_hourly") -> int:
+    """The most rows any one key of a rollup has (1 once compaction has folded the deltas)."""
+    per_key = f"SELECT count(*) AS n FROM {table} GROUP BY {', '.join(rollups.KEYS)}"
+    value: int = con.query(f"SELECT coalesce(max(n), 0) FROM ({per_key})")[0][0]
+    return value
 
 
 def count(sink: DuckDBSink, sql: str = "SELECT count(*) FROM llm_usage_events") -> int:

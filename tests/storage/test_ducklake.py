@@ -20,13 +20,12 @@ import yaml
 from gateway.cli import main
 from gateway.costing import EventPricer
 from pricing.pricer import Pricer
-from storage import rollups
 from storage.ducklake_sink import DuckLakeSink, LakeSettings
 from storage.errors import StorageError
 from storage.event import COLUMN_NAMES
 from storage.reprice import reprice
 from storage.timerange import TimeRange
-from tests.storage.helpers import T0, event, rollup_mismatches, write_book, write_segment
+from tests.storage.helpers import T0, event, rollup_mismatches, rows_per_key, write_book, write_segment
 from tests.storage.postgres import Postgres, postgres_server
 from tests.storage.serving import Load, ServeGroup, demo_config, wait_until
 from tests.support.gateway import LiveGateway
@@ -36,19 +35,6 @@ from tests.support.gateway import LiveGateway
 def pg() -> Iterator[Postgres]:
     with postgres_server() as server:
         yield server
-
-
-def grouped_mismatches(sink: DuckLakeSink) -> dict[str, int]:
-    """Like `rollup_mismatches`, but a key may have several (delta) rows: compare their sums."""
-    keys = ", ".join(rollups.KEYS)
-    sums = ", ".join(f"sum({m}) AS {m}" for m in rollups.MEASURE_NAMES)
-    out = {}
-    for table in rollups.TABLES:
-        folded = f"SELECT {keys}, {sums} FROM {table} GROUP BY ALL HAVING sum(requests) <> 0"
-        recomputed = rollups.aggregate_sql(table, "llm_usage_events")
-        sql = f"SELECT count(*) FROM (({folded} EXCEPT ALL {recomputed}) UNION ALL ({recomputed} EXCEPT ALL {folded}))"
-        out[table] = sink.query(sql)[0][0]
-    return out
 
 
 def lake_storage(catalog: str, root: Path, name: str, **extra: Any) -> dict[str, Any]:
@@ -97,7 +83,7 @@ def test_two_gateways_write_one_lake_concurrently(tmp_path: Path, pg: Postgres) 
     try:
         ids = [row[0] for row in sink.query("SELECT request_id FROM llm_usage_events")]
         assert len(ids) == len(set(ids)) and set(ids) == answered
-        assert set(grouped_mismatches(sink).values()) == {0}
+        assert set(rollup_mismatches(sink).values()) == {0}
         sink.compact()  # folded: one row per key, equal to the recomputation row for row
         assert set(rollup_mismatches(sink).values()) == {0}
     finally:
@@ -118,7 +104,7 @@ def test_lake_sink_is_idempotent_reprices_and_keeps_rollups_right(tmp_path: Path
         pricer = EventPricer(Pricer(write_book(tmp_path / "book"), reporting_currency="USD"))
         result = reprice(sink, pricer, TimeRange(T0, T0.replace(year=2026)), book_version="v2")
         assert result.changed == 20
-        assert set(grouped_mismatches(sink).values()) == {0}
+        assert set(rollup_mismatches(sink).values()) == {0}
         assert sink.query("SELECT count(*) FROM event_price_audit") == [(20,)]
         sink.compact()
         assert set(rollup_mismatches(sink).values()) == {0}
@@ -136,9 +122,6 @@ def test_one_replica_at_a_time_maintains_or_reprices_the_lake(
     a, b = (DuckLakeSink(LakeSettings(catalog, f"{tmp_path / 'lake'}/", tmp_path / n, 0)) for n in "ab")
     monkeypatch.setattr("storage.reprice.REWRITE_WAIT", 0.5)
     pricer = EventPricer(Pricer(write_book(tmp_path / "book"), reporting_currency="USD"))
-    rows_per_key = (
-        f"SELECT max(n) FROM (SELECT count(*) AS n FROM usage_rollup_hourly GROUP BY {', '.join(rollups.KEYS)})"
-    )
     try:
         for sink in (a, b):  # one delta row per key from each replica
             events = [event(model="m2", currency="CNY", ts=T0) for _ in range(5)]
@@ -148,12 +131,12 @@ def test_one_replica_at_a_time_maintains_or_reprices_the_lake(
             with b.exclusive() as also, a.exclusive() as again:
                 assert not also and not again  # nor does another holder in A's process (a re-price beside maintenance)
             b.maintain()  # compaction is due, but A maintains the lake: B folds nothing
-            assert b.query(rows_per_key) == [(2,)]
+            assert rows_per_key(b) == 2
             with pytest.raises(StorageError, match="another gateway has been maintaining the store"):
                 reprice(b, pricer, TimeRange(T0, T0.replace(year=2026)))
             assert b.query("SELECT count(*) FROM event_price_audit") == [(0,)]
         b.maintain()  # A let go: B folds
-        assert b.query(rows_per_key) == [(1,)]
+        assert rows_per_key(b) == 1
         assert set(rollup_mismatches(b).values()) == {0}
         assert reprice(b, pricer, TimeRange(T0, T0.replace(year=2026))).changed == 10
 
