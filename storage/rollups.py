@@ -75,9 +75,18 @@ def add_sql(table: str, source: str) -> str:
 
 
 def append(con: Executes, source: str, sign: int = 1) -> None:
-    """Insert the aggregates of `source` (multiplied by `sign`) as extra rows, in the caller's transaction."""
-    for table in TABLES:
-        con.execute(f"INSERT INTO {table} {aggregate_sql(table, source, sign)}")
+    """Insert the aggregates of `source` (multiplied by `sign`) as extra rows, in the caller's transaction.
+
+    `source` is aggregated once, by hour; the daily and monthly deltas are those hourly rows with their
+    bucket truncated, not grouped again. Each GROUP BY sets up hash tables of several MiB however few
+    the rows, which costs a load more CPU than its events do, and deltas need not be one per key."""
+    hourly, *coarser = TABLES
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _deltas AS {aggregate_sql(hourly, source, sign)}")
+    con.execute(f"INSERT INTO {hourly} SELECT * FROM _deltas")
+    rest = ", ".join((*KEYS[1:], *MEASURE_NAMES))
+    for table in coarser:
+        con.execute(f"INSERT INTO {table} SELECT date_trunc('{GRAINS[table]}', bucket), {rest} FROM _deltas")
+    con.execute("DROP TABLE _deltas")
 
 
 def fold(con: Executes, table: str) -> None:
