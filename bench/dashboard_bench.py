@@ -38,7 +38,7 @@ START = datetime(2025, 1, 1, tzinfo=UTC)
 def load(sink: DuckDBSink, events: int, span: timedelta) -> None:
     step = span.total_seconds() * 1e6 / events
     sink.transaction(lambda con: con.execute(BULK_SQL.format(n=events, step=step)))
-    sink.transaction(lambda con: rollups.append(con, "llm_usage_events"))
+    sink.transaction(lambda con: rollups.apply(con, "llm_usage_events"))
 
 
 def draw(sink: DuckDBSink, insights: StoreInsights, view: View, now: datetime) -> tuple[float, float, float, int]:

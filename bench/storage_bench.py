@@ -101,7 +101,7 @@ def bulk(sink: DuckDBSink, n: int) -> dict[str, float]:
     sink.transaction(lambda con: con.execute(BULK_SQL.format(n=n, step=step)))
     inserted = time.perf_counter() - t
     t = time.perf_counter()
-    sink.transaction(lambda con: rollups.append(con, "llm_usage_events"))
+    sink.transaction(lambda con: rollups.apply(con, "llm_usage_events"))
     rolled = time.perf_counter() - t
     rows = {table: sink.query(f"SELECT count(*) FROM {table}")[0][0] for table in rollups.TABLES}
     return {"insert_s": inserted, "rollup_s": rolled, **{f"{k}_rows": v for k, v in rows.items()}}

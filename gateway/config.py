@@ -63,7 +63,7 @@ class StorageConfig:
     loader: str | None = None  # inline | process (default: process when serving with several workers)
     catalog: str | None = None  # ducklake: the Postgres catalog, "postgres:dbname=... host=... user=..."
     data_path: str | None = None  # ducklake: a folder or object store URL (s3://...) for the Parquet files
-    compaction_interval_s: int = 900  # seconds between compaction passes (rollup folds; lake files)
+    compaction_interval_s: int = 900  # ducklake: seconds between compaction passes
     store_socket: Path | None = None  # not a config key: set for the workers of `serve --workers N`
 
     @property

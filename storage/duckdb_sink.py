@@ -6,8 +6,8 @@ a batch costs the event loop nothing and holds the GIL only briefly. The files a
 32 MiB buffer per scan whatever its options, which costs more CPU than the parse and would need
 that much of `storage.memory_limit` for a load of a few kilobytes.
 A load is one transaction over one or more segments: they are staged, the events whose request_id
-is not stored yet are inserted, and exactly those are added to the rollups (as delta rows). A
-segment replayed after a crash thus neither duplicates a row nor counts an event twice in a rollup.
+is not stored yet are inserted, and exactly those are added to the rollups. A segment replayed after a crash thus
+neither duplicates a row nor counts an event twice in a rollup.
 
 Finding the new events of journal segments compares them with stored events of the same time
 window (cheap: DuckDB skips row groups by their min/max `ts`), since a journaled event keeps its
@@ -15,8 +15,7 @@ timestamp however often it is replayed. Files from elsewhere (ingest, import) ar
 every stored event.
 
 Readers (the admin API, reports) get their own cursor, so a long report never holds up a load.
-`maintain()` is called by the writer between loads. Every `compaction_interval` seconds it folds the
-rollups' deltas (storage/rollups.py) into one row per key. It applies `retention_days`: raw events older
+`maintain()` is called by the writer between loads and applies `retention_days`: raw events older
 than that are deleted, rollups keep them, and the cut-off is remembered as the `watermark`. Events
 older than the watermark are not loaded any more (their raw rows may be gone, so whether they are
 already counted can no longer be told); the ingest paths reject them with a clear message.
@@ -48,7 +47,6 @@ log = logging.getLogger("meterway.storage")
 TABLE = EVENTS
 SCHEMA_VERSION = CURRENT_VERSION
 RETENTION_EVERY = 3600.0  # seconds between retention passes
-COMPACTION_EVERY = 900.0  # seconds between folds of the rollups (storage.compaction_interval_s)
 T = TypeVar("T")
 
 
@@ -92,17 +90,12 @@ class DuckDBSink:
     """Owns the DuckDB file. Thread-safe: loads and writes are serialized by a lock."""
 
     def __init__(
-        self,
-        path: Path,
-        retention_days: int | None = None,
-        threads: int | None = None,
-        memory_limit: str | None = None,
-        compaction_interval: float = COMPACTION_EVERY,
+        self, path: Path, retention_days: int | None = None, threads: int | None = None, memory_limit: str | None = None
     ) -> None:
         """`threads`: DuckDB's worker threads (default: one per core). A gateway's loads are small and
         frequent, and one thread does them with the least CPU, leaving the cores to the request path.
         `memory_limit` (default: DuckDB's, most of the machine's memory) bounds its cache of the file;
-        big queries spill to `<file>.tmp`. `compaction_interval`: seconds between folds of the rollups' deltas."""
+        big queries spill to `<file>.tmp`."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.location = str(path)  # what status pages show as where events are stored
@@ -117,12 +110,10 @@ class DuckDBSink:
         except SchemaError as exc:
             con.close()
             raise StorageError(str(exc)) from None
-        self._setup(con, retention_days, compaction_interval)
+        self._setup(con, retention_days)
 
-    def _setup(self, con: duckdb.DuckDBPyConnection, retention_days: int | None, compaction_interval: float) -> None:
+    def _setup(self, con: duckdb.DuckDBPyConnection, retention_days: int | None) -> None:
         self.retention_days = retention_days
-        self.compaction_interval = compaction_interval
-        self._last_compaction = time.monotonic()
         self._con = con
         self._lock = threading.Lock()
         self._reader_lock = threading.Lock()
@@ -150,7 +141,7 @@ class DuckDBSink:
 
     def apply_rollups(self, con: duckdb.DuckDBPyConnection, source: str, sign: int = 1) -> None:
         """Add (or with sign -1 take away) the events in `source` to the rollups, inside the caller's transaction."""
-        rollups.append(con, source, sign)
+        rollups.apply(con, source, sign)
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -244,25 +235,11 @@ class DuckDBSink:
         last = self._last_maintenance
         return bool(self.retention_days) and (last is None or time.monotonic() - last >= RETENTION_EVERY)
 
-    def compaction_due(self) -> bool:
-        return time.monotonic() - self._last_compaction >= self.compaction_interval
-
     def maintain(self) -> None:
         """Periodic housekeeping, called by the writer between loads; cheap when nothing is due."""
         if self.retention_due():
             self._last_maintenance = time.monotonic()
             self.apply_retention()
-        if self.compaction_due():
-            self.compact()
-
-    def compact(self) -> None:
-        """Fold the rollups' deltas into one row per key, each table in a transaction of its own."""
-        self._last_compaction = time.monotonic()
-        for table in rollups.TABLES:
-            self._fold(table)
-
-    def _fold(self, table: str) -> None:
-        self.transaction(lambda con: rollups.fold(con, table))
 
     @contextlib.contextmanager
     def exclusive(self, wait: float = 0) -> Iterator[bool]:

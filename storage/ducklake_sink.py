@@ -7,18 +7,20 @@ different machines each attach it and write concurrently, and every report sees 
 (storage/extensions.py); nothing is downloaded.
 
 Loading works as in `DuckDBSink` (one transaction: stage, skip the request ids already stored,
-insert, append rollup deltas). DuckLake resolves conflicts per table: concurrent inserts always
-commit, so loads from different replicas stay out of each other's way, while a transaction that
-deletes or updates rows of a table fails at COMMIT if another one wrote that table meanwhile. A
-transaction that loses such a conflict (a load against a fold, a re-price against loads) is
-retried from the start on a fresh snapshot, so nothing is counted on a stale view.
+insert, roll up), with two differences that make several writers safe:
+  - Rollups are appended as delta rows (`rollups.append`) instead of upserted. DuckLake resolves
+    conflicts per table: concurrent inserts always commit, while a transaction that deletes or
+    updates rows of a table fails at COMMIT if another one wrote that table meanwhile. Appends keep
+    loads from different replicas out of each other's way.
+  - A transaction that loses such a conflict (a load against a fold, a re-price against loads) is
+    retried from the start on a fresh snapshot, so nothing is counted on a stale view.
 Duplicates are avoided as in the file: each replica loads only its own journal, and the request
 ids already stored are skipped. (DuckLake has no primary keys, so two replicas ingesting the same
 external usage record at the same moment could both store it.)
 
-Compaction (every `compaction_interval` seconds, as in the file) adds lake steps to the folds of the
-rollup deltas: inlined rows are flushed to Parquet, adjacent small files are merged, old snapshots
-expire and the files they alone used are deleted. Each step that loses a
+`maintain()` adds compaction every `compaction_interval` seconds to the retention pass: rollup
+deltas are folded into one row per key, inlined rows are flushed to Parquet, adjacent small files
+are merged, old snapshots expire and the files they alone used are deleted. Each step that loses a
 conflict with a load is skipped until the next pass.
 Maintenance and re-pricing run under a lease (`exclusive`), one replica at a time: DuckLake's
 conflict checks do not cover every pair of them. Flushing inlined deletions while another replica
@@ -88,12 +90,16 @@ class DuckLakeSink(DuckDBSink):
         self._exclusive = threading.Lock()
         con = open_lake(settings)
         try:
+            self._last_compaction = time.monotonic()
             _retrying(lambda: _create_schema(con))
             _retrying(lambda: _seed_lease(con))
         except (duckdb.Error, StorageError) as exc:
             con.close()
             raise StorageError(str(exc)) from None
-        self._setup(con, retention_days, settings.compaction_interval)
+        self._setup(con, retention_days)
+
+    def apply_rollups(self, con: duckdb.DuckDBPyConnection, source: str, sign: int = 1) -> None:
+        rollups.append(con, source, sign)
 
     def _load(self, segments: list[Path], journal: bool = True) -> int:
         return _retrying(lambda: DuckDBSink._load(self, segments, journal))
@@ -113,10 +119,14 @@ class DuckLakeSink(DuckDBSink):
 
     def maintain(self) -> None:
         """Retention and compaction when due, under the lease; while another replica holds it, next time."""
-        if self.compaction_due() or self.retention_due():
-            with self.exclusive() as held:
-                if held:
-                    super().maintain()
+        compaction_due = time.monotonic() - self._last_compaction >= self.settings.compaction_interval
+        if not (compaction_due or self.retention_due()):
+            return
+        with self.exclusive() as held:
+            if held:
+                super().maintain()
+                if compaction_due:
+                    self.compact()
 
     @contextlib.contextmanager
     def exclusive(self, wait: float = 0) -> Iterator[bool]:
@@ -161,16 +171,15 @@ class DuckLakeSink(DuckDBSink):
         except duckdb.Error as exc:  # it runs out by itself
             log.warning("could not let go of the lake's maintenance lease: %s", _first_line(exc))
 
-    def _fold(self, table: str) -> None:
-        try:
-            super()._fold(table)
-        except duckdb.Error as exc:
-            log.info("folding %s skipped this time: %s", table, _first_line(exc))
-
     def compact(self) -> None:
         """Fold rollup deltas and merge small files (under the lease: see `maintain`); a step that conflicts with a
         load waits for next time."""
-        super().compact()  # the folds
+        self._last_compaction = time.monotonic()
+        for table in rollups.TABLES:
+            try:
+                self.transaction(_folder(table))
+            except duckdb.Error as exc:
+                log.info("folding %s skipped this time: %s", table, _first_line(exc))
         steps = (
             f"CALL ducklake_flush_inlined_data('{LAKE}')",
             f"CALL ducklake_merge_adjacent_files('{LAKE}')",
@@ -183,6 +192,10 @@ class DuckLakeSink(DuckDBSink):
                     self._con.execute(sql).fetchall()
             except duckdb.Error as exc:
                 log.info("lake maintenance step skipped this time (%s): %s", sql.split("(")[0], _first_line(exc))
+
+
+def _folder(table: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
+    return lambda con: rollups.fold(con, table)
 
 
 def open_lake(settings: LakeSettings) -> duckdb.DuckDBPyConnection:

@@ -2,19 +2,24 @@
 
 A rollup row is keyed by (bucket, tenant, provider, model, feature, price currency, reporting
 currency) and holds requests, errors, each token count, the cost in the price currency and in the
-reporting currency. Absent attribution is stored as '' so every key is NOT NULL; queries turn ''
-back into "none".
+reporting currency. Absent attribution is stored as '' so every key is NOT NULL and can be a
+primary key; queries turn '' back into "none".
 
-`append(con, source)` adds the aggregates of the rows in `source` (a table or subquery of events)
-to all three rollups as extra rows (deltas); `append(..., sign=-1)` takes them away (a re-price
-takes the old costs away and adds the new ones). A key may thus have several rows: every reader
-sums them (every query groups and sums anyway), and `fold`, run by the sink's periodic compaction,
-merges each key's rows into one. The sink calls `append`, in the same transaction as the insert,
+`apply(con, source)` adds the aggregates of the rows in `source` (a table or subquery of events)
+to all three rollups with an upsert; `apply(..., sign=-1)` takes them away (a re-price takes the
+old costs away and adds the new ones). The sink calls it, in the same transaction as the insert,
 with exactly the rows that were new, so a replayed event is never counted twice.
 
-Deltas instead of an upsert: an upsert needs a PRIMARY KEY, whose index DuckDB keeps in memory
-and grows with hours x keys, and it costs the loader more than twice the CPU of an insert. Inserts
-never conflict, so several writers (the replicas of a DuckLake) may append at once.
+A store without primary keys and with several writers (DuckLake) uses `append` instead: the
+aggregates go in as extra rows, readers sum them (every query groups and sums anyway), and `fold`
+later merges each key's rows into one.
+
+The DuckDB file keeps the upsert although appending roughly halves the CPU of a load's rollup
+statements (about 16 → 9 ms for a load of 1,000 events, with `append` below): until the next
+checkpoint, rows appended to a table without an index hold two 256 KiB blocks per column in memory,
+about 28 MiB for the three rollups, where the upserts hold under 2 MiB of table blocks plus 4.5 MiB
+of transaction state. Their index stays small too: DuckDB loads it lazily, 2.3 MiB after a run of
+upserts into 200,000 rollup rows.
 """
 
 from __future__ import annotations
@@ -44,8 +49,8 @@ class Executes(Protocol):
     def execute(self, query: str, parameters: object = ..., /) -> object: ...
 
 
-def create_sql(table: str, primary_key: bool = False) -> str:
-    """The rollup table's DDL (with the PRIMARY KEY that schema version 2 had, for `upsert`)."""
+def create_sql(table: str, primary_key: bool = True) -> str:
+    """The rollup table's DDL; without the primary key for stores that have none (DuckLake)."""
     counts = ", ".join(f"{name} BIGINT NOT NULL" for name in MEASURE_NAMES if name not in MONEY)
     money = ", ".join(f"{name} DECIMAL(38,12) NOT NULL" for name in MONEY)
     dims = ", ".join(f"{name} VARCHAR NOT NULL" for name in DIMENSIONS)
@@ -66,20 +71,21 @@ def aggregate_sql(table: str, source: str, sign: int = 1) -> str:
     return f"SELECT {', '.join(cols)} FROM {source} GROUP BY {', '.join(keys)}"
 
 
-def add_sql(table: str, source: str) -> str:
+def add_sql(table: str, source: str, sign: int = 1) -> str:
     updates = ", ".join(f"{name} = r.{name} + excluded.{name}" for name in MEASURE_NAMES)
     return (
-        f"INSERT INTO {table} AS r {aggregate_sql(table, source)} "
+        f"INSERT INTO {table} AS r {aggregate_sql(table, source, sign)} "
         f"ON CONFLICT ({', '.join(KEYS)}) DO UPDATE SET {updates}"
     )
 
 
 def append(con: Executes, source: str, sign: int = 1) -> None:
-    """Insert the aggregates of `source` (multiplied by `sign`) as extra rows, in the caller's transaction.
+    """Insert the aggregates of `source` as extra rows (deltas): a key may then have several rows, summed by
+    every reader and folded by `fold`. Inserts never conflict with each other, so several writers may append at once.
 
     `source` is aggregated once, by hour; the daily and monthly deltas are those hourly rows with their
-    bucket truncated, not grouped again. Each GROUP BY sets up hash tables of several MiB however few
-    the rows, which costs a load more CPU than its events do, and deltas need not be one per key."""
+    bucket truncated, not grouped again: each GROUP BY sets up hash tables of several MiB however few the
+    rows, which costs more CPU than a load's events do, and deltas need not be one per key."""
     hourly, *coarser = TABLES
     con.execute(f"CREATE OR REPLACE TEMP TABLE _deltas AS {aggregate_sql(hourly, source, sign)}")
     con.execute(f"INSERT INTO {hourly} SELECT * FROM _deltas")
@@ -102,7 +108,9 @@ def fold(con: Executes, table: str) -> None:
     con.execute("DROP TABLE _fold")
 
 
-def upsert(con: Executes, source: str) -> None:
-    """Add the events in `source` to rollups that have a PRIMARY KEY (schema version 2's backfill)."""
+def apply(con: Executes, source: str, sign: int = 1) -> None:
+    """Add (sign 1) or take away (sign -1) the events in `source` to or from every rollup."""
     for table in TABLES:
-        con.execute(add_sql(table, source))
+        con.execute(add_sql(table, source, sign))
+        if sign < 0:
+            con.execute(f"DELETE FROM {table} WHERE requests = 0")

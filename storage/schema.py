@@ -71,8 +71,8 @@ def _v1(con: duckdb.DuckDBPyConnection) -> None:
 
 def _v2(con: duckdb.DuckDBPyConnection) -> None:
     for table in rollups.TABLES:
-        con.execute(rollups.create_sql(table, primary_key=True))
-    rollups.upsert(con, EVENTS)  # backfill from the events already stored
+        con.execute(rollups.create_sql(table))
+    rollups.apply(con, EVENTS)  # backfill from the events already stored
     con.execute(AUDIT_DDL)
 
 
@@ -87,21 +87,10 @@ def _v3(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"ALTER TABLE {EVENTS}_v3 RENAME TO {EVENTS}")
 
 
-def _v4(con: duckdb.DuckDBPyConnection) -> None:
-    # The rollups lose their PRIMARY KEY too: loads append deltas and compaction folds them
-    # (storage/rollups.py). No ALTER drops a constraint, so each table is rebuilt, in time order.
-    for table in rollups.TABLES:
-        con.execute(rollups.create_sql(table).replace(f"TABLE {table} ", f"TABLE {table}_v4 ", 1))
-        con.execute(f"INSERT INTO {table}_v4 SELECT * FROM {table} ORDER BY bucket")
-        con.execute(f"DROP TABLE {table}")
-        con.execute(f"ALTER TABLE {table}_v4 RENAME TO {table}")
-
-
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "usage events", _v1),
     Migration(2, "hourly, daily and monthly rollups; price audit", _v2),
     Migration(3, "no in-memory index on request_id", _v3),
-    Migration(4, "rollups as deltas folded by compaction, with no in-memory index", _v4),
 )
 CURRENT_VERSION = MIGRATIONS[-1].version
 

@@ -20,9 +20,8 @@ if TYPE_CHECKING:
 
 def _duckdb(storage: StorageConfig) -> DuckDBSink:
     return DuckDBSink(
-        storage.path, retention_days=storage.retention_days, threads=storage.threads, memory_limit=storage.memory_limit,
-        compaction_interval=float(storage.compaction_interval_s),
-    )  # fmt: skip
+        storage.path, retention_days=storage.retention_days, threads=storage.threads, memory_limit=storage.memory_limit
+    )
 
 
 def _ducklake(storage: StorageConfig) -> DuckDBSink:

@@ -12,10 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from storage import rollups
 from storage.duckdb_sink import DuckDBSink
 from storage.event import CLIP_TAGS, CLIP_TEXT, UsageEvent
-from tests.storage.helpers import T0, count, event, rollup_mismatches, rows_per_key, write_segment
+from tests.storage.helpers import T0, count, event, rollup_mismatches, write_segment
 from tests.support.gateway import REPO
 
 
@@ -34,31 +33,6 @@ def test_a_replayed_segment_adds_nothing(sink: DuckDBSink, tmp_path: Path) -> No
     assert count(sink) == 50
     assert sink.query("SELECT * FROM usage_rollup_hourly ORDER BY ALL") == before
     assert rollup_mismatches(sink) == dict.fromkeys(rollup_mismatches(sink), 0)
-
-
-def test_loads_append_rollup_deltas_that_compaction_folds(tmp_path: Path) -> None:
-    sink = DuckDBSink(tmp_path / "events.duckdb", compaction_interval=3600)
-    try:
-        for n in range(3):  # three loads of the same keys: three delta rows per key
-            events = [event(ts=T0, tenant_id=f"t{i % 2}", total_cost=Decimal("0.25")) for i in range(10)]
-            assert sink.load_segment(write_segment(tmp_path / f"{n}.jsonl", events)) == 10
-        assert rows_per_key(sink) == 3
-        sink.maintain()  # compaction not due yet
-        assert rows_per_key(sink) == 3 and set(rollup_mismatches(sink).values()) == {0}
-        sink.compaction_interval = 0
-        sink.maintain()
-        assert {rows_per_key(sink, table) for table in rollups.TABLES} == {1}
-        assert sink.query("SELECT tenant_id, requests, total_cost FROM usage_rollup_daily ORDER BY tenant_id") == [
-            ("t0", 15, Decimal("3.75")), ("t1", 15, Decimal("3.75")),
-        ]  # fmt: skip
-        assert set(rollup_mismatches(sink).values()) == {0}
-        # no table keeps an index in memory: not the events (request_id), not the rollups (their keys)
-        assert sink.query("SELECT count(*) FROM duckdb_indexes()") == [(0,)]
-        assert sink.query(
-            "SELECT table_name FROM duckdb_constraints() WHERE constraint_type IN ('PRIMARY KEY', 'UNIQUE')"
-        ) == [("meterway_meta",)]
-    finally:
-        sink.close()
 
 
 def test_overlapping_segments_count_each_event_once(sink: DuckDBSink, tmp_path: Path) -> None:
