@@ -4,11 +4,14 @@ Starts an nginx fake upstream, the bare pass-throughs (bench/floor.py: `floor`, 
 aiohttp proxy the targets are set against, and `floor-raw`, a framework-free one) and Meterway
 (full metering, pricing and event writing to DuckDB), then drives each with wrk for JSON and SSE
 at several concurrency levels, targets interleaved. Prints req/s, p50/p99 latency, CPU
-microseconds per request and RSS for each, and each target's ratio to both floors. Needs `nginx`
-and `wrk` (Debian packages). Everything listens on 127.0.0.1; every load run is bounded by wrk's -d.
+microseconds per request and RSS for each, and each target's ratio to both floors. Then, with SSE
+among the modes, times `--ttfb` streaming requests one after another on one connection per target:
+from sending the request to the first byte of the first `data:` event, and what each target adds to
+`direct`. Needs `nginx` and `wrk` (Debian packages). Everything listens on 127.0.0.1; every load run
+is bounded by wrk's -d.
 
     python -m bench.run [--conc 1,16,64] [--duration 10] [--warmup 2] [--modes json,stream] [--rounds 1]
-                        [--targets direct,floor,floor-raw,meterway]
+                        [--targets direct,floor,floor-raw,meterway] [--ttfb 300]
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import argparse
 import json
 import os
 import shutil
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -178,6 +183,58 @@ def measure(
     }
 
 
+def first_data_times(target: Target, body: bytes, count: int) -> list[float]:
+    """Milliseconds from sending each of `count` streaming requests (one at a time, on one keep-alive
+    connection) to the first byte of its first `data:` event; each answer is read to its end."""
+    head = (
+        f"POST {target.paths['stream']} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"X-Tenant-Id: bench\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    times = []
+    with socket.create_connection(("127.0.0.1", target.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(count):
+            began = time.perf_counter()
+            sock.sendall(head + body)
+            buf, first = b"", None
+            while not answer_complete(buf):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError(f"{target.name} closed the connection mid-answer")
+                buf += chunk
+                if first is None and b"data:" in buf.partition(b"\r\n\r\n")[2]:
+                    first = time.perf_counter() - began
+            if not buf.startswith(b"HTTP/1.1 200") or first is None:
+                raise ConnectionError(f"{target.name} answered {buf[:200]!r}")
+            times.append(first * 1000)
+    return times
+
+
+def answer_complete(buf: bytes) -> bool:
+    """Whether `buf` holds a whole HTTP/1.1 answer (chunked, or with a Content-Length)."""
+    head, sep, rest = buf.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    fields = head.lower()
+    if b"transfer-encoding: chunked" in fields:
+        return rest.endswith(b"0\r\n\r\n")
+    length = fields.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0] if b"content-length:" in fields else b"0"
+    return len(rest) >= int(length)
+
+
+def first_data_report(times: dict[str, list[float]]) -> str:
+    """A table of the first-data times, with each target's added median over `direct`."""
+    direct = statistics.median(times["direct"]) if "direct" in times else None
+    count = len(next(iter(times.values())))
+    lines = [f"stream, request sent to first data byte ({count} requests one at a time):",
+             f"{'target':10} {'p50 ms':>7} {'p99 ms':>7} {'added p50':>9}"]  # fmt: skip
+    for name, values in times.items():
+        p50, p99 = statistics.median(values), statistics.quantiles(values, n=100)[98]
+        added = f"{p50 - direct:+.2f}" if direct is not None and name != "direct" else ""
+        lines.append(f"{name:10} {p50:>7.2f} {p99:>7.2f} {added:>9}")
+    return "\n".join(lines)
+
+
 WRITER = ("meterway_writer_events_submitted", "meterway_writer_events_stored", "meterway_writer_events_dropped",
           "meterway_writer_pending_events")  # fmt: skip
 
@@ -229,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="json,stream")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--targets", default="direct,floor,floor-raw,meterway")
+    parser.add_argument("--ttfb", type=int, default=300, help="streaming requests timed to their first event (0: none)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
@@ -286,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
                         key = f"{t.name}/{mode}/{conc}"
                         results[key] = r if key not in results or r["rps"] > 0 else results[key]
                         print(f"  {key}: {r['rps']:.0f} req/s", file=sys.stderr, flush=True)
+        firsts: dict[str, list[float]] = {}
+        if "stream" in modes and args.ttfb > 0:
+            body = json.dumps(body_for("stream")).encode()
+            for t in targets:
+                first_data_times(t, body, 50)  # warm-up
+                firsts[t.name] = first_data_times(t, body, args.ttfb)
         writers = [writer_line(t) for t in targets if t.name.startswith(("meterway", "mw-"))]
     finally:
         for t in targets:
@@ -293,10 +357,10 @@ def main(argv: list[str] | None = None) -> int:
                 t.proc.terminate()
                 t.proc.wait(60)
         upstream.stop()
-    text = "\n".join([report(results, names, modes, concs), *writers])
+    text = "\n".join([report(results, names, modes, concs), *([first_data_report(firsts)] if firsts else []), *writers])
     stamp = time.strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stamp}.json").write_text(json.dumps(results, indent=2))
+    (args.out / f"{stamp}.json").write_text(json.dumps({**results, "first_data_ms": firsts}, indent=2))
     print(f"Meterway benchmark {stamp} on {os.cpu_count()} cores (duration {args.duration}s, warm-up {args.warmup}s)")
     print(text)
     return 0
