@@ -58,16 +58,18 @@ def write_segment(path: Path, events: Iterable[UsageEvent]) -> Path:
     return path
 
 
-def rollup_mismatches(con: DuckDBSink | duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """For each rollup, how many keys' sums differ from a recomputation over the raw events (0 everywhere = equal).
-    A key may have several (delta) rows until compaction folds them, so their sums are compared."""
+def rollup_mismatches(con: DuckDBSink | duckdb.DuckDBPyConnection, deltas: bool = False) -> dict[str, int]:
+    """For each rollup, how many rows differ from a recomputation over the raw events (0 everywhere = equal).
+    With `deltas` (a lake before compaction folds them), a key may have several rows: their sums are compared."""
     keys = ", ".join(rollups.KEYS)
     sums = ", ".join(f"sum({m}) AS {m}" for m in rollups.MEASURE_NAMES)
     out = {}
     for table in rollups.TABLES:
-        folded = f"SELECT {keys}, {sums} FROM {table} GROUP BY ALL HAVING sum(requests) <> 0"
+        stored = f"SELECT {keys}, {sums} FROM {table} GROUP BY ALL HAVING sum(requests) <> 0" if deltas else (
+            f"SELECT * FROM {table}"
+        )  # fmt: skip
         recomputed = rollups.aggregate_sql(table, "llm_usage_events")
-        sql = f"SELECT count(*) FROM (({folded} EXCEPT ALL {recomputed}) UNION ALL ({recomputed} EXCEPT ALL {folded}))"
+        sql = f"SELECT count(*) FROM (({stored} EXCEPT ALL {recomputed}) UNION ALL ({recomputed} EXCEPT ALL {stored}))"
         rows = con.query(sql) if isinstance(con, DuckDBSink) else con.execute(sql).fetchall()
         out[table] = rows[0][0]
     return out
