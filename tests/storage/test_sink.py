@@ -169,7 +169,8 @@ def test_loads_and_checkpoints_fit_in_the_smallest_memory_limit(tmp_path: Path) 
             segment = write_segment(tmp_path / f"{n}.jsonl", [event() for _ in range(3000)])
             assert small.load_segments([segment]) == 3000
         backlog = [write_segment(tmp_path / f"b{n}.jsonl", [event() for _ in range(5000)]) for n in range(4)]
-        assert sum(p.stat().st_size for p in backlog) > 10 * 2**20  # about one LOAD_BATCH_BYTES batch
+        # over 2.5 LOAD_BATCH_BYTES in one transaction, as a segment bigger than a batch loads
+        assert sum(p.stat().st_size for p in backlog) > 10 * 2**20
         assert small.load_segments(backlog) == 20_000
         small._con.execute("CHECKPOINT")
         assert count(small) == 29_000
