@@ -19,6 +19,10 @@ Readers (the admin API, reports) get their own cursor, so a long report never ho
 than that are deleted, rollups keep them, and the cut-off is remembered as the `watermark`. Events
 older than the watermark are not loaded any more (their raw rows may be gone, so whether they are
 already counted can no longer be told); the ingest paths reject them with a clear message.
+Once nothing has been written for `idle_checkpoint` seconds, `maintain()` also checkpoints the file:
+DuckDB holds the rows written since the last checkpoint in memory, uncompressed, and only checkpoints
+by itself after 16 MB of write-ahead log, so a gateway gone quiet would otherwise keep them (and a
+restart replay the log) for as long as it stays quiet.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ log = logging.getLogger("meterway.storage")
 TABLE = EVENTS
 SCHEMA_VERSION = CURRENT_VERSION
 RETENTION_EVERY = 3600.0  # seconds between retention passes
+IDLE_CHECKPOINT = 10.0  # seconds without writes after which maintain() checkpoints the file
 T = TypeVar("T")
 
 
@@ -89,6 +94,8 @@ def open_duckdb(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnectio
 class DuckDBSink:
     """Owns the DuckDB file. Thread-safe: loads and writes are serialized by a lock."""
 
+    idle_checkpoint: float | None = IDLE_CHECKPOINT  # None: never checkpoint when quiet
+
     def __init__(
         self, path: Path, retention_days: int | None = None, threads: int | None = None, memory_limit: str | None = None
     ) -> None:
@@ -119,6 +126,7 @@ class DuckDBSink:
         self._reader_lock = threading.Lock()
         self._readers = self._con.cursor()
         self._last_maintenance: float | None = None
+        self._written: float | None = None  # when the last write committed, until a checkpoint follows
         self._names = ", ".join(name for name, _ in COLUMNS)
         # The new events of some segments: the lines are staged as they are (a filter in the same
         # statement would be pushed below the parse and parse every line twice), then what must not be
@@ -186,6 +194,8 @@ class DuckDBSink:
                 con.execute(f"INSERT INTO {TABLE} ({self._names}) SELECT {self._names} FROM _new")
                 self.apply_rollups(con, "_new")
             con.execute("COMMIT")
+            if row and row[0]:
+                self._written = time.monotonic()
         except Exception:
             _rollback(con)
             raise
@@ -209,6 +219,7 @@ class DuckDBSink:
         except Exception:
             _rollback(con)
             raise
+        self._written = time.monotonic()
         return result
 
     def apply_retention(self, now: datetime | None = None) -> int:
@@ -240,6 +251,24 @@ class DuckDBSink:
         if self.retention_due():
             self._last_maintenance = time.monotonic()
             self.apply_retention()
+        written, quiet = self._written, self.idle_checkpoint
+        if written is not None and quiet is not None and time.monotonic() - written >= quiet:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Write everything since the last checkpoint into the file, which empties the write-ahead log and
+        gives back the memory DuckDB held those rows in. Serialized with loads; if DuckDB declines (a
+        long report's transaction, say), the next quiet spell tries again."""
+        import duckdb
+
+        with self._lock:
+            try:
+                self._con.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                self._written = time.monotonic()
+                log.info("checkpoint put off: %s", exc)
+                return
+            self._written = None
 
     @contextlib.contextmanager
     def exclusive(self, wait: float = 0) -> Iterator[bool]:

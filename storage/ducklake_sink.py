@@ -79,6 +79,8 @@ class LakeSettings:
 
 
 class DuckLakeSink(DuckDBSink):
+    idle_checkpoint = None  # a lake writes its data files at each commit; compaction is its housekeeping
+
     def __init__(self, settings: LakeSettings, retention_days: int | None = None) -> None:
         self.settings = settings
         self.path = settings.workdir

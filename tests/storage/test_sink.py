@@ -176,3 +176,50 @@ def test_loads_and_checkpoints_fit_in_the_smallest_memory_limit(tmp_path: Path) 
         assert count(small) == 29_000
     finally:
         small.close()
+
+
+IN_MEMORY = "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() WHERE tag = 'IN_MEMORY_TABLE'"
+
+
+def test_a_store_gone_quiet_is_checkpointed(sink: DuckDBSink, tmp_path: Path) -> None:
+    wal = Path(f"{sink.path}.wal")
+    sink.load_segment(write_segment(tmp_path / "a.jsonl", [event() for _ in range(500)]))
+    assert wal.stat().st_size > 0 and sink.query(IN_MEMORY)[0][0] > 0
+    sink.maintain()  # written just now: not quiet for IDLE_CHECKPOINT seconds yet
+    assert wal.stat().st_size > 0
+    sink.idle_checkpoint = 0.0
+    sink.maintain()
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert sink.query(IN_MEMORY) == [(0,)]  # the rows are in the file, not held in memory
+    assert count(sink) == 500 and set(rollup_mismatches(sink).values()) == {0}
+    sink.load_segment(write_segment(tmp_path / "b.jsonl", [event()]))  # the next write makes it due again
+    assert wal.stat().st_size > 0
+    sink.maintain()
+    assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_a_checkpoint_duckdb_declines_is_tried_again_after_the_next_quiet_spell(
+    sink: DuckDBSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import duckdb
+
+    real = sink._con
+
+    class Declining:
+        def execute(self, sql: str, *args: object) -> object:
+            if sql == "CHECKPOINT":
+                raise duckdb.TransactionException("Cannot CHECKPOINT: a transaction is open")
+            return real.execute(sql, *args)
+
+    sink.load_segment(write_segment(tmp_path / "a.jsonl", [event() for _ in range(20)]))
+    sink.idle_checkpoint = 0.0
+    monkeypatch.setattr(sink, "_con", Declining())
+    with caplog.at_level("INFO", logger="meterway.storage"):
+        sink.maintain()
+    assert "checkpoint put off: Cannot CHECKPOINT" in caplog.text
+    monkeypatch.setattr(sink, "_con", real)
+    wal = Path(f"{sink.path}.wal")
+    assert wal.stat().st_size > 0
+    sink.maintain()
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert count(sink) == 20
