@@ -107,16 +107,26 @@ class DuckDBSink:
         self.path = path
         self.location = str(path)  # what status pages show as where events are stored
         self.workdir = path.parent  # for scratch files
+        import duckdb
+
         con = open_duckdb(path)
         if threads is not None:
             con.execute(f"SET threads = {int(threads)}")
-        if memory_limit is not None:
-            con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
         try:
+            # Before the memory limit: upgrading an older file rewrites it once (a rollup backfill, a table
+            # rebuild), which can take far more memory than loads do. It runs under DuckDB's default limit.
             self.upgraded_from = migrate(con, path)
         except SchemaError as exc:
             con.close()
             raise StorageError(str(exc)) from None
+        except duckdb.Error as exc:
+            con.close()
+            raise StorageError(
+                f"upgrading {path} to storage schema version {SCHEMA_VERSION} failed "
+                f"(the failing step was rolled back): {exc}"
+            ) from None
+        if memory_limit is not None:
+            con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
         self._setup(con, retention_days)
 
     def _setup(self, con: duckdb.DuckDBPyConnection, retention_days: int | None) -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from gateway.cli import main
+from storage import schema
 from storage.duckdb_sink import DuckDBSink, read_events
 from storage.errors import StorageError
 from storage.event import COLUMNS
-from storage.schema import CURRENT_VERSION, MIGRATIONS
+from storage.schema import CURRENT_VERSION, MIGRATIONS, Migration
 from tests.storage.helpers import event, rollup_mismatches, write_segment
 
 # The file layout Meterway's first release wrote (schema version 1), verbatim.
@@ -55,6 +57,56 @@ def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
             "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'llm_usage_events' "
             "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')"
         ) == [(0,)]
+    finally:
+        sink.close()
+
+
+def test_an_upgrade_may_take_more_memory_than_the_configured_limit_and_loads_keep_to_it(tmp_path: Path) -> None:
+    """The rollup backfill of 200,000 distinct hourly keys does not fit in 64 MB; loads afterwards must."""
+    path = tmp_path / "big-v1.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(V1_DDL)
+        con.execute(
+            "INSERT INTO llm_usage_events (request_id, ts, tenant_id, provider, model, status_code, input_tokens, "
+            "output_tokens, total_tokens, currency, total_cost, pricing_status) "
+            "SELECT 'r' || i, TIMESTAMPTZ '2025-01-01 00:00:00+00' + INTERVAL (i % 8760) HOUR, 't' || (i % 53), "
+            "'openai', 'gpt-4o-mini', 200, 10, 2, 12, 'USD', 0.001, 'priced' FROM range(200000) t(i)"
+        )
+    sink = DuckDBSink(path, threads=1, memory_limit="64MB")
+    try:
+        assert sink.upgraded_from == 1
+        assert sink.query("SELECT count(*), sum(requests), sum(total_cost) FROM usage_rollup_hourly") == [
+            (200_000, 200_000, Decimal("200.000000000000"))
+        ]
+        assert sink.query("SELECT current_setting('memory_limit')") == [("61.0 MiB",)]  # 64 MB, as DuckDB shows it
+        assert sink.load_segment(write_segment(tmp_path / "new.jsonl", [event() for _ in range(100)])) == 100
+    finally:
+        sink.close()
+
+
+def test_a_failed_upgrade_step_is_rolled_back_named_and_finished_by_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "old.duckdb"
+    make_v1_file(path, tmp_path)
+
+    def fails(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("CREATE TABLE half_done (x INTEGER)")
+        raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+
+    monkeypatch.setattr(schema, "MIGRATIONS", (*MIGRATIONS[:2], Migration(3, "fails", fails)))
+    with pytest.raises(StorageError, match=r"upgrading .*old.duckdb to storage schema version \d+ failed \(the failing "
+                       r"step was rolled back\): Out of Memory Error"):  # fmt: skip
+        DuckDBSink(path)
+    with duckdb.connect(str(path)) as con:
+        assert con.execute("SELECT value FROM meterway_meta WHERE key = 'schema_version'").fetchall() == [("2",)]
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'half_done'").fetchall() == [(0,)]
+    monkeypatch.undo()
+    sink = DuckDBSink(path)
+    try:
+        assert sink.upgraded_from == 2
+        assert sink.query("SELECT count(*) FROM llm_usage_events") == [(40,)]
+        assert set(rollup_mismatches(sink).values()) == {0}
     finally:
         sink.close()
 
