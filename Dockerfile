@@ -6,6 +6,8 @@ COPY gateway ./gateway
 COPY pricing ./pricing
 COPY storage ./storage
 COPY metrics ./metrics
+COPY governance ./governance
+COPY reconcile ./reconcile
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -21,8 +21,16 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        command: list[str] | None = None,  # what runs `meterway`: by default this checkout's `gateway.cli`
+    ) -> None:
         self.args = args
+        self.command = command or [sys.executable, "-m", "gateway.cli"]
         self.cwd = cwd
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -31,7 +39,7 @@ class GatewayProcess:
     def start(self, ready_url: str, timeout: float = 60) -> GatewayProcess:
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", *self.args], cwd=self.cwd, env=self.env,
+                [*self.command, *self.args], cwd=self.cwd, env=self.env,
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
