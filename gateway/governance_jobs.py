@@ -16,7 +16,8 @@ One asyncio task, started and stopped with `Governance`. Each pass does what is 
 Between passes the task sleeps until the next job is due, at most `max_wait` seconds so a jump of the
 wall clock is noticed, or until `wake()`. With several workers only the holder of
 `<data dir>/governance.lock` runs the jobs; a worker that takes the lease over reads the anomaly log
-and the report marks afresh.
+and the report marks afresh. DuckLake replicas keep the lease, the marks and the anomaly log in their
+shared catalog database (governance/pg_schedule.py), so one replica runs the schedule for all.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prometheus_client import CollectorRegistry
 
 from gateway.governance_insights import GovernanceInsights
-from gateway.governance_setup import data_dir
+from gateway.governance_setup import catalog_dsn, data_dir
 from governance.anomaly import Anomaly, AnomalyRegistry
-from governance.anomaly_log import AnomalyLog
+from governance.anomaly_log import AnomalyStore
 from governance.budgets import BudgetStatus
 from governance.config import AlertsConfig, ReportSchedule
 from governance.forecast import MonthForecast
@@ -47,7 +48,7 @@ from governance.reports import (
     report_window,
     weekly_report,
 )
-from governance.schedule_state import FileLease, ReportMarks
+from governance.schedule_state import FileLease, Lease, Marks, ReportMarks
 from metrics.definitions import InsightMetrics, build_insight_metrics
 
 if TYPE_CHECKING:
@@ -76,11 +77,11 @@ class GovernanceJobs:
         insights: Callable[[], GovernanceInsights],
         alerts: AlertsConfig,
         dispatcher: Dispatcher,
-        anomaly_log: AnomalyLog,
-        marks: ReportMarks,
+        anomaly_log: AnomalyStore,
+        marks: Marks,
         metrics: InsightMetrics,
         budgets: Callable[[datetime], Awaitable[Sequence[BudgetStatus]]],
-        lease: FileLease,
+        lease: Lease,
         *,
         clock: Clock = _now,
         interval: float | None = None,
@@ -118,6 +119,7 @@ class GovernanceJobs:
         if self._reads:  # a read cut short still holds a store cursor: let it finish before storage closes
             await asyncio.wait(list(self._reads), timeout=30)
         self.lease.release()
+        self.marks.close()
         self._leading = False
 
     def wake(self) -> None:
@@ -139,7 +141,7 @@ class GovernanceJobs:
 
     async def run_pass(self) -> None:
         """Whatever is due now: the anomaly check and forecasts, then the reports."""
-        if not self.lease.acquire():
+        if not await self._read(self.lease.acquire):
             self._leading = False
             return
         if not self._leading:
@@ -242,8 +244,16 @@ def build_jobs(gw: Gateway) -> GovernanceJobs:
     # In multiprocess mode values reach the exporter through the worker's files, so the metrics stay
     # off its exposition registry (where they would be exposed twice).
     registry = exporter.definitions if exporter is not None else CollectorRegistry()
+    dsn = catalog_dsn(gw.config)
+    marks: Marks
+    lease: Lease
+    if dsn is not None:  # DuckLake replicas: one schedule across all of them
+        from governance.pg_schedule import PostgresLease, PostgresReportMarks
+
+        marks, lease = PostgresReportMarks(dsn), PostgresLease(dsn)
+    else:
+        marks, lease = ReportMarks(folder / "reports.json"), FileLease(folder / "governance.lock")
     return GovernanceJobs(
         lambda: GovernanceInsights.for_gateway(gw), gw.config.governance.alerts, governance.dispatcher,
-        governance.anomalies, ReportMarks(folder / "reports.json"), build_insight_metrics(registry),
-        governance.budget_status, FileLease(folder / "governance.lock"),
+        governance.anomalies, marks, build_insight_metrics(registry), governance.budget_status, lease,
     )  # fmt: skip

@@ -2,7 +2,8 @@
 
 Keys live in `<data dir>/keys.json` (only HMAC digests), budget state in `<data dir>/budgets.json`
 (saved about once a second while it changes, and at shutdown, so spend survives a restart), and
-notification deliveries in `<data dir>/notifications.jsonl`, anomalies in `<data dir>/anomalies.jsonl`.
+notification deliveries in `<data dir>/notifications.jsonl`, anomalies in `<data dir>/anomalies.jsonl`
+(for DuckLake replicas, in the catalog database they share, as their budgets are).
 With several workers each process enforces budgets and rate limits on its own traffic (see the README).
 The anomaly checks, forecast gauges and spend reports (gateway/governance_jobs.py) start and stop here.
 """
@@ -22,7 +23,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from gateway.config import Config
 from gateway.gate import Gate
-from governance.anomaly_log import AnomalyLog
+from governance.anomaly_log import AnomalyLog, AnomalyStore
 from governance.budget_store import BudgetStore, JsonFileBudgetStore, MemoryBudgetStore, save_changes
 from governance.budgets import BudgetLedger, BudgetStatus, ThresholdCrossing
 from governance.keys import GatewayKeys, JsonFileKeyStore
@@ -57,7 +58,7 @@ class Governance:
     dispatcher: Dispatcher
     budget_store: BudgetStore
     client: httpx.AsyncClient
-    anomalies: AnomalyLog
+    anomalies: AnomalyStore
     gauge: Gauge | None = None
     jobs: GovernanceJobs | None = None
     shared: SharedLedger | None = None  # where budgets are reserved when this process is one of several
@@ -84,6 +85,7 @@ class Governance:
             await self.gate.shared_rates.close()
         await self.dispatcher.drain()
         await self.client.aclose()
+        self.anomalies.close()
 
     async def _upkeep(self) -> None:
         while True:
@@ -141,21 +143,41 @@ def build_governance(config: Config, pricer: Pricer, registry: CollectorRegistry
     rates = StoreRates(socket) if gov.rate_limits and socket is not None else None  # the store process's buckets
     gate = Gate(gov, keys, ledger, RateLimiter(gov.rate_limits), lambda: pricer,
                 notify=lambda crossing: holder[0].on_crossing(crossing), shared=shared, shared_rates=rates)  # fmt: skip
-    anomalies = AnomalyLog(folder / "anomalies.jsonl")
+    anomalies = anomaly_store(config)
     governance = Governance(gate, ledger, keys, dispatcher, budget_store, client, anomalies, gauge, shared=shared)
     holder.append(governance)
     return governance
+
+
+def catalog_dsn(config: Config) -> str | None:
+    """The catalog database DuckLake replicas share, where their budgets and schedule state live; else None."""
+    if config.storage.backend == "ducklake" and config.storage.catalog:
+        from governance.pg_ledger import conninfo
+
+        return conninfo(config.storage.catalog)
+    return None
+
+
+def anomaly_store(config: Config) -> AnomalyStore:
+    """The anomaly log: in the catalog database for DuckLake replicas, else `<data dir>/anomalies.jsonl`."""
+    dsn = catalog_dsn(config)
+    if dsn is not None:
+        from governance.pg_schedule import PostgresAnomalyLog
+
+        return PostgresAnomalyLog(dsn)
+    return AnomalyLog(data_dir(config) / "anomalies.jsonl")
 
 
 def shared_ledger(config: Config, fx: FxFunction) -> SharedLedger | None:
     """Where budgets are reserved when this process is one of several: None for a single process."""
     if not config.governance.budgets:
         return None
-    if config.storage.backend == "ducklake" and config.storage.catalog:
-        from governance.pg_ledger import PostgresLedger, conninfo
+    dsn = catalog_dsn(config)
+    if dsn is not None:
+        from governance.pg_ledger import PostgresLedger
 
         ledger = config.governance
-        return PostgresLedger(conninfo(config.storage.catalog), lambda: ledger.budgets, fx)
+        return PostgresLedger(dsn, lambda: ledger.budgets, fx)
     if config.storage.store_socket is not None:
         return StoreLedger(config.storage.store_socket)
     return None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -90,6 +90,16 @@ def from_document(doc: dict[str, Any]) -> StoredAnomaly:
     return StoredAnomaly(anomaly, _time(doc["detected_at"]))
 
 
+class AnomalyStore(Protocol):
+    """Where reported anomalies are kept: this file, or the catalog database DuckLake replicas share."""
+
+    def load(self) -> list[StoredAnomaly]: ...
+
+    def append(self, anomalies: Sequence[Anomaly], detected_at: datetime) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class AnomalyLog:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -135,3 +145,6 @@ class AnomalyLog:
             f.write(lines)
             f.flush()
             os.fsync(f.fileno())
+
+    def close(self) -> None:
+        """Nothing stays open between calls."""

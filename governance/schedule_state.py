@@ -15,6 +15,7 @@ import logging
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 
@@ -22,6 +23,29 @@ from governance.files import write_atomically
 from governance.periods import iso_z
 
 log = logging.getLogger("meterway.governance")
+
+
+class Marks(Protocol):
+    """Per report period, the last scheduled time handled (this data dir's file, or the catalog database)."""
+
+    def load(self) -> None: ...
+
+    def get(self, period: str) -> datetime | None: ...
+
+    def set(self, period: str, fired_at: datetime) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Lease(Protocol):
+    """The right to run the schedule: one holder among the workers (a lock file) or replicas (the database)."""
+
+    @property
+    def held(self) -> bool: ...
+
+    def acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
 
 
 class ReportMarks:
@@ -49,6 +73,9 @@ class ReportMarks:
         self._marks[period] = fired_at
         body = orjson.dumps({p: iso_z(at) for p, at in sorted(self._marks.items())})
         write_atomically(self.path, body, mode=0o644)
+
+    def close(self) -> None:
+        """Nothing stays open between calls."""
 
 
 class FileLease:

@@ -1,0 +1,122 @@
+"""DuckLake replicas run one governance schedule between them, through their shared Postgres catalog.
+
+Two gateways on one lake and one catalog database, each with a data dir of its own (as replicas on
+two machines have): the daily report and an anomaly go out once, not once per replica; both list
+the anomaly; and when the replica running the schedule stops, the other takes over without sending
+again what was sent, and sends what falls due next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.gateway.test_governance_jobs import spike_history
+from tests.storage.helpers import event
+from tests.storage.postgres import Postgres, postgres_server
+from tests.support.gateway import LiveGateway
+from tests.support.governance import SECRET, SECRET_ENV, Clock, gateway_doc, jobs_of, settle, wait_until
+from tests.support.hook import HookReceiver
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[Postgres]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[HookReceiver]:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    with HookReceiver() as receiver:
+        yield receiver
+
+
+def replicas(tmp: Path, catalog: str, doc: dict[str, Any], clock: Clock | None = None) -> list[LiveGateway]:
+    """Two gateways on one lake and catalog, with separate data dirs and journals; not started."""
+    out = []
+    for name in ("a", "b"):
+        storage = {"backend": "ducklake", "catalog": catalog, "data_path": f"{tmp / 'lake'}/",
+                   "path": str(tmp / name / "meterway.duckdb"), "flush_interval_ms": 50}  # fmt: skip
+        (tmp / name).mkdir()
+        gw = LiveGateway.from_doc(tmp / name, {**doc, "storage": storage})
+        jobs = jobs_of(gw)
+        jobs.interval = jobs.max_wait = 0.1  # a replica not running the schedule tries for it every pass
+        if clock is not None:
+            jobs.clock = clock
+        out.append(gw)
+    return out
+
+
+def settle_all(gateways: list[LiveGateway], passes: int) -> None:
+    for gw in gateways:
+        settle(gw, passes)
+
+
+def test_replicas_send_the_daily_report_once_and_hand_the_schedule_over(
+    tmp_path: Path, pg: Postgres, hook: HookReceiver
+) -> None:
+    clock = Clock(datetime(2025, 6, 12, 7, 59, 30, tzinfo=UTC))
+    history = [event(ts=datetime(2025, 6, 11, 9 + i, tzinfo=UTC), tenant_id="acme", total_cost=Decimal("1.5"))
+               for i in range(3)]  # fmt: skip
+    history += [event(ts=datetime(2025, 6, 12, 9, tzinfo=UTC), tenant_id="acme", total_cost=Decimal("0.25"))]
+    doc = gateway_doc(hook.url, ("report.*",), alerts={"daily_report": {"at": "08:00"}})
+    a, b = replicas(tmp_path, pg.create_database("reports"), doc, clock)
+    a.app.gateway.sink.load_events(history)
+    running = [a.start(), b.start()]
+    try:
+        settle_all(running, 2)
+        assert hook.received == []  # 07:59:30: not yet
+        clock.now = datetime(2025, 6, 12, 8, 0, 5, tzinfo=UTC)
+        for gw in running:
+            jobs_of(gw).wake()
+        hook.wait_for(1)
+        settle_all(running, 3)
+        assert [d["title"] for d in hook.documents()] == ["Meterway daily spend, 2025-06-11"]
+        assert hook.documents()[0]["payload"]["total"] == "4.5"
+        (leader,) = [gw for gw in running if jobs_of(gw).lease.held]
+
+        leader.stop()  # the other replica takes the schedule over at its next pass
+        running.remove(leader)
+        (survivor,) = running
+        clock.now += timedelta(minutes=10)
+        jobs_of(survivor).wake()
+        wait_until(lambda: jobs_of(survivor).lease.held)  # once the stopped replica's session has ended
+        settle(survivor, 2)
+        assert len(hook.received) == 1  # it knows the 2025-06-11 report went out
+
+        clock.now = datetime(2025, 6, 13, 8, 0, 5, tzinfo=UTC)
+        jobs_of(survivor).wake()
+        hook.wait_for(2)
+        settle(survivor, 2)
+        assert [d["title"] for d in hook.documents()][1:] == ["Meterway daily spend, 2025-06-12"]
+        assert hook.documents()[1]["payload"]["total"] == "0.25"
+    finally:
+        for gw in running:
+            gw.stop()
+
+
+def test_replicas_notify_an_anomaly_once_and_both_list_it(tmp_path: Path, pg: Postgres, hook: HookReceiver) -> None:
+    now = datetime.now(UTC)
+    a, b = replicas(tmp_path, pg.create_database("anomalies"), gateway_doc(hook.url, ("anomaly",)))
+    a.app.gateway.sink.load_events(spike_history(now))
+    running = [a.start(), b.start()]
+    try:
+        hook.wait_for(1)
+        settle_all(running, 3)  # both schedules ran again, and again
+        assert len(hook.received) == 1
+        assert hook.documents()[0]["payload"]["tenant"] == "acme"
+        for gw in running:
+            listed = httpx.get(f"{gw.url}/admin/anomalies").json()
+            assert [(x["tenant"], x["metric"]) for x in listed["anomalies"]] == [("acme", "spend")]
+        assert sum(jobs_of(gw).lease.held for gw in running) == 1
+        assert not any((tmp_path / name / "anomalies.jsonl").exists() for name in "ab")
+    finally:
+        for gw in running:
+            gw.stop()
