@@ -35,7 +35,7 @@ from governance.money import Money, estimate_max_cost
 from governance.ratelimit import RateGrant, RateLimiter, RateRefusal
 from governance.scope import RequestScope
 from governance.shared_ledger import LedgerUnavailable, SharedLedger
-from governance.shared_rates import RatesUnavailable, StoreRates
+from governance.shared_rates import RatesUnavailable, SharedRates
 from pricing.pricer import Pricer
 from storage.event import UsageEvent
 
@@ -67,7 +67,7 @@ class Gate:
         pricer: Callable[[], Pricer],
         notify: Callable[[Any], None] | None = None,
         shared: SharedLedger | None = None,
-        shared_rates: StoreRates | None = None,
+        shared_rates: SharedRates | None = None,
     ) -> None:
         self.config = config
         self.keys = keys

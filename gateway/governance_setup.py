@@ -32,7 +32,7 @@ from governance.notify import Dispatcher, JsonLinesDeliveryLog, build_channels
 from governance.ratelimit import RateLimiter
 from governance.reports import threshold_notification
 from governance.shared_ledger import SharedLedger, StoreLedger
-from governance.shared_rates import StoreRates
+from governance.shared_rates import SharedRates, StoreRates
 from metrics.definitions import build_budget_gauges
 from pricing.pricer import Pricer
 
@@ -139,8 +139,7 @@ def build_governance(config: Config, pricer: Pricer, registry: CollectorRegistry
     )
     gauge = build_budget_gauges(registry) if gov.budgets and registry is not None else None
     holder: list[Governance] = []
-    socket = config.storage.store_socket
-    rates = StoreRates(socket) if gov.rate_limits and socket is not None else None  # the store process's buckets
+    rates = shared_rates(config)
     gate = Gate(gov, keys, ledger, RateLimiter(gov.rate_limits), lambda: pricer,
                 notify=lambda crossing: holder[0].on_crossing(crossing), shared=shared, shared_rates=rates)  # fmt: skip
     anomalies = anomaly_store(config)
@@ -166,6 +165,20 @@ def anomaly_store(config: Config) -> AnomalyStore:
 
         return PostgresAnomalyLog(dsn)
     return AnomalyLog(data_dir(config) / "anomalies.jsonl")
+
+
+def shared_rates(config: Config) -> SharedRates | None:
+    """Where rate limits are taken when this process is one of several: None for a single process."""
+    limits = config.governance
+    if not limits.rate_limits:
+        return None
+    dsn = catalog_dsn(config)
+    if dsn is not None:
+        from governance.pg_rates import PostgresRates
+
+        return PostgresRates(dsn, lambda: limits.rate_limits)
+    socket = config.storage.store_socket
+    return StoreRates(socket) if socket is not None else None  # the store process's buckets
 
 
 def shared_ledger(config: Config, fx: FxFunction) -> SharedLedger | None:

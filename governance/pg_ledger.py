@@ -19,13 +19,9 @@ restarts of every replica.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-
-import psycopg
 
 from governance.budgets import (
     ZERO,
@@ -41,6 +37,7 @@ from governance.budgets import (
 from governance.config import BudgetConfig
 from governance.money import FxFunction, Money, convert, plain
 from governance.periods import period_bounds, utc
+from governance.pg_pool import Cursor, PgPool
 from governance.shared_ledger import LedgerUnavailable
 
 SCHEMA = """
@@ -83,44 +80,9 @@ class PostgresLedger:
         self.dsn = dsn
         self._budgets = budgets
         self._fx = fx
-        self._size = connections
         self._ttl = reservation_ttl
-        self._idle: asyncio.Queue[psycopg.AsyncConnection[tuple[object, ...]]] | None = None
-        self._all: list[psycopg.AsyncConnection[tuple[object, ...]]] = []
-        self._opening = asyncio.Lock()
-
-    async def _open(self) -> asyncio.Queue[psycopg.AsyncConnection[tuple[object, ...]]]:
-        async with self._opening:
-            if self._idle is None:
-                idle: asyncio.Queue[psycopg.AsyncConnection[tuple[object, ...]]] = asyncio.Queue()
-                for _ in range(self._size):
-                    conn = await psycopg.AsyncConnection.connect(self.dsn)
-                    self._all.append(conn)
-                    idle.put_nowait(conn)
-                first = self._all[0]
-                async with first.transaction():
-                    await first.execute("SELECT pg_advisory_xact_lock(%s)", [_SCHEMA_LOCK])
-                    await first.execute(SCHEMA)
-                self._idle = idle
-            return self._idle
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[psycopg.AsyncCursor[tuple[object, ...]]]:
-        try:
-            idle = self._idle if self._idle is not None else await self._open()
-        except psycopg.Error as exc:
-            raise LedgerUnavailable(f"the budget database does not answer: {exc}") from None
-        conn = await idle.get()
-        try:
-            if conn.closed:
-                conn = await psycopg.AsyncConnection.connect(self.dsn)
-                self._all.append(conn)
-            async with conn.transaction(), conn.cursor() as cur:
-                yield cur
-        except psycopg.OperationalError as exc:
-            raise LedgerUnavailable(f"the budget database failed: {exc}") from None
-        finally:
-            idle.put_nowait(conn)
+        self._pool = PgPool(dsn, SCHEMA, _SCHEMA_LOCK, LedgerUnavailable, "budget database", connections)
+        self._transaction = self._pool.transaction
 
     async def reserve(
         self, request_key: str, budgets: Sequence[BudgetConfig], estimate: Money | None, at: datetime
@@ -210,13 +172,10 @@ class PostgresLedger:
         return out
 
     async def close(self) -> None:
-        for conn in self._all:
-            await conn.close()
-        self._all.clear()
-        self._idle = None
+        await self._pool.close()
 
 
-async def _lock_period(cur: psycopg.AsyncCursor[tuple[object, ...]], budget: str, start: datetime) -> PeriodSpend:
+async def _lock_period(cur: Cursor, budget: str, start: datetime) -> PeriodSpend:
     await cur.execute(
         "INSERT INTO meterway_budget_spend (budget, period_start) VALUES (%s, %s) ON CONFLICT DO NOTHING",
         [budget, start],
@@ -231,7 +190,7 @@ async def _lock_period(cur: psycopg.AsyncCursor[tuple[object, ...]], budget: str
     return PeriodSpend(Decimal(str(row[0])), {Decimal(str(t)) for t in fired})
 
 
-async def _used(cur: psycopg.AsyncCursor[tuple[object, ...]], budget: str, start: datetime) -> Decimal:
+async def _used(cur: Cursor, budget: str, start: datetime) -> Decimal:
     await cur.execute(
         "SELECT s.spent + coalesce((SELECT sum(amount) FROM meterway_budget_reservations r "
         "WHERE r.budget = s.budget AND r.period_start = s.period_start), 0) "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from governance.config import RateLimitConfig
@@ -83,16 +83,7 @@ class RateLimiter:
     def acquire(self, scope: RequestScope, estimated_tokens: int) -> RateGrant | RateRefusal:
         """Take one request and `estimated_tokens` from every bucket that applies, or refuse and take nothing."""
         now = self._clock()
-        wanted: list[tuple[BucketKey, Bucket, float, RateLimitConfig]] = []
-        for rule in self._rules:
-            if not rule.selector.matches(scope):
-                continue
-            per = tuple(scope.value(name) for name in rule.per)
-            if rule.rpm:
-                wanted.append(self._wanted((rule.name, "rpm", per), rule.rpm, 1.0, rule, now))
-            if rule.tpm:
-                estimate = float(max(estimated_tokens, 0))
-                wanted.append(self._wanted((rule.name, "tpm", per), rule.tpm, estimate, rule, now))
+        wanted = [self._wanted(*applies, now) for applies in self.applicable(scope, estimated_tokens)]
         worst: tuple[float, BucketKey, RateLimitConfig] | None = None
         for key, bucket, amount, rule in wanted:
             wait = bucket.wait_for(amount)
@@ -112,6 +103,33 @@ class RateLimiter:
         if len(self._buckets) > self._max_buckets:
             self.prune()
         return RateGrant(tuple(requests), tuple(tokens))
+
+    def applicable(
+        self, scope: RequestScope, estimated_tokens: int
+    ) -> list[tuple[BucketKey, int, float, RateLimitConfig]]:
+        """(bucket, limit per minute, amount to take, rule) for every limit that applies to the scope."""
+        out: list[tuple[BucketKey, int, float, RateLimitConfig]] = []
+        for rule in self._rules:
+            if not rule.selector.matches(scope):
+                continue
+            per = tuple(scope.value(name) for name in rule.per)
+            if rule.rpm:
+                out.append(((rule.name, "rpm", per), rule.rpm, 1.0, rule))
+            if rule.tpm:
+                out.append(((rule.name, "tpm", per), rule.tpm, float(max(estimated_tokens, 0)), rule))
+        return out
+
+    def restore(self, states: Mapping[BucketKey, tuple[float, float]]) -> None:
+        """Take buckets' (level, updated) as kept outside this process; a bucket whose rule is gone is skipped."""
+        limits = {(r.name, kind): n for r in self._rules for kind, n in (("rpm", r.rpm), ("tpm", r.tpm)) if n}
+        for key, (level, updated) in states.items():
+            per_minute = limits.get((key[0], key[1]))
+            if per_minute:
+                self._buckets[key] = Bucket(float(per_minute), per_minute / 60.0, level, updated)
+
+    def snapshot(self) -> dict[BucketKey, tuple[float, float]]:
+        """Every live bucket's (level, updated), as `restore` takes them."""
+        return {key: (bucket.level, bucket.updated) for key, bucket in self._buckets.items()}
 
     def settle(self, grant: RateGrant, actual_tokens: int) -> None:
         """Correct the token buckets from the estimate to the tokens the request really used."""

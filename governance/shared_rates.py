@@ -4,7 +4,8 @@ A single gateway process keeps its token buckets in memory (`governance.ratelimi
 several workers each would otherwise count only the requests it admitted, and N workers would let N
 times the limit through. So the store process owns the one `RateLimiter` and answers
 `POST /store/rate/acquire`, `/store/rate/settle` and `/store/rate/release` on its private Unix socket;
-the workers use `StoreRates`. Each call runs synchronously on the store's event loop, so concurrent
+the workers use `StoreRates`. DuckLake replicas on several machines share buckets in their catalog
+database instead (`governance.pg_rates`). Each call runs synchronously on the store's event loop, so concurrent
 requests from every worker take from the same buckets.
 
 When the store process does not answer (it is being restarted), a worker admits the request without
@@ -15,7 +16,7 @@ whereas a hard budget (money) is refused instead (`governance.shared_ledger`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.requests import Request
@@ -33,7 +34,19 @@ _SCOPE = ("tenant", "key", "feature", "provider", "model")
 
 
 class RatesUnavailable(Exception):
-    """The store process did not answer a rate-limit call."""
+    """The store process (or, for DuckLake replicas, the catalog database) did not answer a rate-limit call."""
+
+
+class SharedRates(Protocol):
+    """Rate limits taken outside this process: the store process's buckets, or the replicas' database."""
+
+    async def acquire(self, scope: RequestScope, estimated_tokens: int) -> RateGrant | RateRefusal: ...
+
+    async def settle(self, grant: RateGrant, actual_tokens: int) -> None: ...
+
+    async def release(self, grant: RateGrant) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 def grant_json(grant: RateGrant) -> dict[str, Any]:

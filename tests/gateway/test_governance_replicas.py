@@ -1,9 +1,10 @@
-"""DuckLake replicas run one governance schedule between them, through their shared Postgres catalog.
+"""DuckLake replicas share their governance through the Postgres catalog: one schedule, one set of rate limits.
 
 Two gateways on one lake and one catalog database, each with a data dir of its own (as replicas on
 two machines have): the daily report and an anomaly go out once, not once per replica; both list
-the anomaly; and when the replica running the schedule stops, the other takes over without sending
-again what was sent, and sends what falls due next.
+the anomaly; when the replica running the schedule stops, the other takes over without sending
+again what was sent, and sends what falls due next; and a rate limit admits its number of requests
+across both replicas, not that many per replica.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.gateway.test_governance import CHAT, governed
 from tests.gateway.test_governance_jobs import spike_history
 from tests.storage.helpers import event
 from tests.storage.postgres import Postgres, postgres_server
 from tests.support.gateway import LiveGateway
 from tests.support.governance import SECRET, SECRET_ENV, Clock, gateway_doc, jobs_of, settle, wait_until
 from tests.support.hook import HookReceiver
+from tests.support.upstream import Upstream
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +123,25 @@ def test_replicas_notify_an_anomaly_once_and_both_list_it(tmp_path: Path, pg: Po
     finally:
         for gw in running:
             gw.stop()
+
+
+def test_replicas_take_from_one_rate_limit(tmp_path: Path, pg: Postgres, upstream: Upstream) -> None:
+    doc = governed(upstream, tmp_path, {"rate_limits": [{"name": "acme-rpm", "tenant": "acme", "rpm": 4}]})
+    a, b = replicas(tmp_path, pg.create_database("rates"), doc)
+    running = [a.start(), b.start()]
+    try:
+        answers = [
+            httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"X-Tenant-Id": "acme"}, timeout=30)
+            for _ in range(4)
+            for gw in running
+        ]
+        other = httpx.post(f"{b.url}/v1/chat/completions", json=CHAT, headers={"X-Tenant-Id": "globex"}, timeout=30)
+    finally:
+        for gw in running:
+            gw.stop()
+    codes = [r.status_code for r in answers]
+    assert codes.count(200) == 4 and codes.count(429) == 4, codes  # 4 a minute between both, one every 15 s
+    refused = next(r for r in answers if r.status_code == 429)
+    assert refused.json()["error"]["code"] == "rate_limited" and "acme-rpm" in refused.json()["error"]["message"]
+    assert int(refused.headers["retry-after"]) >= 1
+    assert other.status_code == 200
