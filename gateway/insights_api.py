@@ -138,7 +138,10 @@ def routes(gateway_of: GatewayOf) -> list[Route]:
             return error(400, exc.message, param=exc.param)
         if gw.governance is None:
             return _json({"total": 0, "anomalies": []})
-        stored = await asyncio.to_thread(gw.governance.anomalies.load)
+        try:
+            stored = await asyncio.to_thread(gw.governance.anomalies.load)
+        except OSError as exc:  # the file, or the replicas' catalog database
+            return error(503, f"the stored anomalies cannot be read: {exc}", "anomalies_unavailable")
         tenant = p.get("tenant")
         kept = [s for s in stored if (tenant is None or s.anomaly.tenant == tenant)
                 and (since is None or s.anomaly.hour + HOUR > since)]  # fmt: skip

@@ -54,6 +54,11 @@ SCHEDULE_LOCK = 7_310_114
 CONNECT_TIMEOUT = 5  # seconds
 
 
+class CatalogUnavailable(OSError):
+    """The catalog database did not answer, or failed: an I/O failure like a data dir's (the schedule
+    treats both alike, and retries at its next pass)."""
+
+
 class _Database:
     """One lazily opened connection to the catalog database, reopened once when it has gone away."""
 
@@ -69,10 +74,12 @@ class _Database:
                     conn = self._conn if self._conn is not None and not self._conn.closed else self._open()
                     with conn.transaction(), conn.cursor() as cur:
                         return work(cur)
-                except psycopg.OperationalError:
+                except psycopg.OperationalError as exc:
                     self.close()
                     if attempt == 2:
-                        raise
+                        raise CatalogUnavailable(f"the catalog database does not answer: {exc}") from None
+                except psycopg.Error as exc:
+                    raise CatalogUnavailable(f"the catalog database failed: {exc}") from None
             raise AssertionError("unreachable")
 
     def _open(self) -> psycopg.Connection[Any]:

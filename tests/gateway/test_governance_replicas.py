@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
+from governance.pg_ledger import conninfo
+from governance.pg_schedule import SCHEMA, PostgresAnomalyLog
 from tests.gateway.test_governance import CHAT, governed
 from tests.gateway.test_governance_jobs import spike_history
 from tests.storage.helpers import event
@@ -25,6 +28,7 @@ from tests.storage.postgres import Postgres, postgres_server
 from tests.support.gateway import LiveGateway
 from tests.support.governance import SECRET, SECRET_ENV, Clock, gateway_doc, jobs_of, settle, wait_until
 from tests.support.hook import HookReceiver
+from tests.support.process import free_port
 from tests.support.upstream import Upstream
 
 
@@ -145,3 +149,44 @@ def test_replicas_take_from_one_rate_limit(tmp_path: Path, pg: Postgres, upstrea
     assert refused.json()["error"]["code"] == "rate_limited" and "acme-rpm" in refused.json()["error"]["message"]
     assert int(refused.headers["retry-after"]) >= 1
     assert other.status_code == 200
+
+
+def test_an_anomaly_the_database_refused_to_store_is_notified_once_it_is_stored(
+    tmp_path: Path, pg: Postgres, hook: HookReceiver
+) -> None:
+    catalog = pg.create_database("refusing")
+    dsn = conninfo(catalog)
+    with psycopg.connect(dsn, autocommit=True) as con:  # the table exists, and refuses every row for now
+        con.execute(SCHEMA)
+        con.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
+        )
+        con.execute("CREATE TRIGGER refuse BEFORE INSERT ON meterway_anomalies FOR EACH ROW EXECUTE FUNCTION refuse()")
+    a, _ = replicas(tmp_path, catalog, gateway_doc(hook.url, ("anomaly",)))
+    a.app.gateway.sink.load_events(spike_history(datetime.now(UTC)))
+    a.start()
+    try:
+        settle(a, 4)  # each pass found the spike and could not store it: nothing is notified unstored
+        assert hook.received == []
+        assert httpx.get(f"{a.url}/admin/anomalies").json()["total"] == 0
+        with psycopg.connect(dsn, autocommit=True) as con:
+            con.execute("DROP TRIGGER refuse ON meterway_anomalies")
+        hook.wait_for(1)
+        settle(a, 3)
+        assert len(hook.received) == 1 and hook.documents()[0]["payload"]["tenant"] == "acme"
+        assert httpx.get(f"{a.url}/admin/anomalies").json()["total"] == 1
+    finally:
+        a.stop()
+
+
+def test_admin_anomalies_says_when_the_database_cannot_be_read(tmp_path: Path, pg: Postgres) -> None:
+    a, _ = replicas(tmp_path, pg.create_database("unreadable"), gateway_doc())
+    a.start()
+    try:
+        a.app.gateway.governance.anomalies = PostgresAnomalyLog(f"host=127.0.0.1 port={free_port()} dbname=gone")
+        answer = httpx.get(f"{a.url}/admin/anomalies", timeout=60)
+    finally:
+        a.stop()
+    assert answer.status_code == 503
+    error = answer.json()["error"]
+    assert error["code"] == "anomalies_unavailable" and "catalog database does not answer" in error["message"]
