@@ -56,7 +56,7 @@ class PgPool:
                 self._all.append(conn)
             async with conn.transaction(), conn.cursor() as cur:
                 yield cur
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:  # lost, or answering with errors: either way the state is out of reach
             raise self._unavailable(f"the {self._what} failed: {exc}") from None
         finally:
             idle.put_nowait(conn)

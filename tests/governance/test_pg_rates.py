@@ -12,10 +12,12 @@ import pytest
 
 from governance.config import RateLimitConfig
 from governance.pg_ledger import conninfo
-from governance.pg_rates import PostgresRates
+from governance.pg_rates import SCHEMA, PostgresRates
 from governance.ratelimit import RateGrant, RateRefusal
 from governance.scope import RequestScope, Selector
+from governance.shared_rates import RatesUnavailable
 from tests.storage.postgres import Postgres, postgres_server
+from tests.support.process import free_port
 
 ACME = RequestScope(tenant="acme", key="key_a", model="gpt-4o")
 GLOBEX = RequestScope(tenant="globex", model="gpt-4o")
@@ -77,5 +79,31 @@ def test_settle_charges_the_real_tokens_and_release_gives_everything_back(pg: Po
         finally:
             await a.close()
             await b.close()
+
+    asyncio.run(run())
+
+
+def test_a_database_that_fails_is_unavailable_not_a_crash(pg: Postgres) -> None:
+    dsn = conninfo(pg.create_database("rates_failing"))
+    rules = [RateLimitConfig("acme", Selector(tenant="acme"), rpm=2)]
+    with psycopg.connect(dsn, autocommit=True) as con:  # the table exists, and refuses every new bucket
+        con.execute(SCHEMA)
+        con.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
+        )
+        con.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON meterway_rate_buckets FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+
+    async def run() -> None:
+        rates = PostgresRates(dsn, lambda: rules)
+        try:
+            with pytest.raises(RatesUnavailable, match="rate limit database failed: disk full"):
+                await rates.acquire(ACME, 0)  # the gateway lets the request through and logs it
+            unreachable = PostgresRates(f"host=127.0.0.1 port={free_port()} dbname=gone", lambda: rules)
+            with pytest.raises(RatesUnavailable, match="rate limit database does not answer"):
+                await unreachable.acquire(ACME, 0)
+        finally:
+            await rates.close()
 
     asyncio.run(run())
