@@ -4,7 +4,8 @@ Keys live in `<data dir>/keys.json` (only HMAC digests), budget state in `<data 
 (saved about once a second while it changes, and at shutdown, so spend survives a restart), and
 notification deliveries in `<data dir>/notifications.jsonl`, anomalies in `<data dir>/anomalies.jsonl`
 (for DuckLake replicas, in the catalog database they share, as their budgets are).
-With several workers each process enforces budgets and rate limits on its own traffic (see the README).
+With several workers the store process holds the one budget ledger and rate limiter; DuckLake replicas
+share theirs, and the governance schedule's state, in the catalog database (see the README).
 The anomaly checks, forecast gauges and spend reports (gateway/governance_jobs.py) start and stop here.
 """
 

@@ -2,9 +2,10 @@
 
 `PgPool.transaction()` hands out one connection's cursor inside a transaction. The connections open on
 first use; the first one creates the pool's tables under an advisory lock (so replicas starting
-together create them once). A failure to reach the database, or a connection lost mid-transaction,
-comes out as the pool's `unavailable` exception with what happened, so each caller decides what a
-missing database means (a budget refuses, a rate limit lets the request through).
+together create them once). A failure to reach the database, a connection lost mid-transaction or
+an error the database answers with comes out as the pool's `unavailable` exception with what
+happened, so each caller decides what a database out of reach means (a hard budget refuses, a rate
+limit lets the request through).
 """
 
 from __future__ import annotations
