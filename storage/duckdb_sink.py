@@ -33,7 +33,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -63,7 +63,13 @@ def read_events(files: str = "?") -> str:
     or a list of paths), one column per COLUMNS entry. A line that is not JSON (a torn last line after
     a crash) reads as a row of NULLs, which the loader skips (its request_id is NULL), and a field of
     the wrong type reads as NULL."""
-    struct = "{" + ", ".join(f'"{name}": "{kind.replace(" NOT NULL", "")}"' for name, kind in COLUMNS) + "}"
+    return read_json_lines(files, COLUMNS)
+
+
+def read_json_lines(files: str, columns: Sequence[tuple[str, str]]) -> str:
+    """A subquery of newline-delimited JSON objects, one column per (name, SQL type) of `columns`,
+    read without `read_json`'s 32 MiB scan buffer (see the module's docstring)."""
+    struct = "{" + ", ".join(f'"{name}": "{kind.replace(" NOT NULL", "")}"' for name, kind in columns) + "}"
     # \x01 never occurs raw in JSON text, so each line is one field; no quoting, one thread.
     lines = (
         f"read_csv({files}, delim='\x01', quote='', escape='', header=false, auto_detect=false, parallel=false, "

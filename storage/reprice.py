@@ -24,7 +24,7 @@ import orjson
 
 from gateway.usage import Usage
 from pricing.pricer import EventPricing
-from storage.duckdb_sink import DuckDBSink
+from storage.duckdb_sink import DuckDBSink, read_json_lines
 from storage.errors import StorageError
 from storage.event import COLUMNS, MONEY
 from storage.schema import AUDIT, EVENTS
@@ -127,11 +127,9 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 def _rewrite(
     con: duckdb.DuckDBPyConnection, changes: Path, book_version: str | None, apply_rollups: ApplyRollups
 ) -> None:
-    columns = "{'request_id': 'VARCHAR', " + ", ".join(f"'{c}': '{_TYPES[c]}'" for c in PRICE_COLUMNS) + "}"
+    columns = [("request_id", "VARCHAR"), *((c, _TYPES[c]) for c in PRICE_COLUMNS)]
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _reprice AS SELECT * FROM read_json(?, format='newline_delimited', "
-        f"columns={columns})",
-        [str(changes)],
+        f"CREATE OR REPLACE TEMP TABLE _reprice AS SELECT * FROM {read_json_lines('?', columns)}", [str(changes)]
     )
     old = ", ".join(f"e.{c}" for c in ("price_id", "pricing_status", "currency", *MONEY, "reporting_currency"))
     new = ", ".join(f"r.{c}" for c in ("price_id", "pricing_status", "currency", "total_cost", "cost_reporting",
