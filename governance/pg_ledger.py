@@ -37,7 +37,7 @@ from governance.budgets import (
 from governance.config import BudgetConfig
 from governance.money import FxFunction, Money, convert, plain
 from governance.periods import period_bounds, utc
-from governance.pg_pool import Cursor, PgPool
+from governance.pg_pool import LEDGER_SCHEMA_LOCK, Cursor, PgPool
 from governance.shared_ledger import LedgerUnavailable
 
 SCHEMA = """
@@ -57,7 +57,6 @@ CREATE TABLE IF NOT EXISTS meterway_budget_reservations (
     PRIMARY KEY (request_key, budget)
 );
 """
-_SCHEMA_LOCK = 7_310_112  # an advisory lock id: two replicas starting together create the tables once
 
 
 def conninfo(catalog: str) -> str:
@@ -81,7 +80,7 @@ class PostgresLedger:
         self._budgets = budgets
         self._fx = fx
         self._ttl = reservation_ttl
-        self._pool = PgPool(dsn, SCHEMA, _SCHEMA_LOCK, LedgerUnavailable, "budget database", connections)
+        self._pool = PgPool(dsn, SCHEMA, LEDGER_SCHEMA_LOCK, LedgerUnavailable, "budget database", connections)
         self._transaction = self._pool.transaction
 
     async def reserve(

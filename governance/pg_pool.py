@@ -18,6 +18,12 @@ import psycopg
 
 Cursor = psycopg.AsyncCursor[tuple[object, ...]]
 
+# Advisory lock ids in the catalog database, one per use, kept together so that none is taken twice.
+LEDGER_SCHEMA_LOCK = 7_310_112  # replicas starting together create each set of tables once
+SCHEDULE_SCHEMA_LOCK = 7_310_113
+SCHEDULE_LEASE_LOCK = 7_310_114  # held by the replica running the governance schedule
+RATES_SCHEMA_LOCK = 7_310_115
+
 
 class PgPool:
     def __init__(self, dsn: str, schema: str, schema_lock: int, unavailable: type[Exception], what: str, size: int = 4):

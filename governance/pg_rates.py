@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 import orjson
 
 from governance.config import RateLimitConfig
-from governance.pg_pool import Cursor, PgPool
+from governance.pg_pool import RATES_SCHEMA_LOCK, Cursor, PgPool
 from governance.ratelimit import BucketKey, RateGrant, RateLimiter, RateRefusal
 from governance.scope import RequestScope
 from governance.shared_rates import RatesUnavailable
@@ -34,7 +34,6 @@ CREATE TABLE IF NOT EXISTS meterway_rate_buckets (
     updated double precision NOT NULL
 );
 """
-_SCHEMA_LOCK = 7_310_115  # advisory lock ids: the ledger's is 7_310_112, the schedule's 7_310_113 and 7_310_114
 
 
 def bucket_name(key: BucketKey) -> str:
@@ -48,7 +47,7 @@ class PostgresRates:
 
     def __init__(self, dsn: str, rules: Callable[[], Sequence[RateLimitConfig]], *, connections: int = 4) -> None:
         self._rules = rules
-        self._pool = PgPool(dsn, SCHEMA, _SCHEMA_LOCK, RatesUnavailable, "rate limit database", connections)
+        self._pool = PgPool(dsn, SCHEMA, RATES_SCHEMA_LOCK, RatesUnavailable, "rate limit database", connections)
 
     async def acquire(self, scope: RequestScope, estimated_tokens: int) -> RateGrant | RateRefusal:
         async with self._pool.transaction() as cur:

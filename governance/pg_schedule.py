@@ -31,6 +31,7 @@ from psycopg.types.json import Jsonb
 
 from governance.anomaly import Anomaly
 from governance.anomaly_log import StoredAnomaly, from_document, to_document
+from governance.pg_pool import SCHEDULE_LEASE_LOCK, SCHEDULE_SCHEMA_LOCK
 
 log = logging.getLogger("meterway.governance")
 T = TypeVar("T")
@@ -49,8 +50,6 @@ CREATE TABLE IF NOT EXISTS meterway_anomalies (
     PRIMARY KEY (tenant, metric, hour)
 );
 """
-_SCHEMA_LOCK = 7_310_113  # advisory lock ids (the budget ledger's schema lock is 7_310_112)
-SCHEDULE_LOCK = 7_310_114
 CONNECT_TIMEOUT = 5  # seconds
 
 
@@ -85,7 +84,7 @@ class _Database:
     def _open(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", [_SCHEMA_LOCK])  # replicas starting together
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [SCHEDULE_SCHEMA_LOCK])  # replicas starting together
             conn.execute(SCHEMA)
         self._conn = conn
         return conn
@@ -165,7 +164,7 @@ class PostgresAnomalyLog:
 class PostgresLease:
     """The right to run the schedule, as a session advisory lock on a connection of its own."""
 
-    def __init__(self, dsn: str, key: int = SCHEDULE_LOCK) -> None:
+    def __init__(self, dsn: str, key: int = SCHEDULE_LEASE_LOCK) -> None:
         self.dsn = dsn
         self.key = key
         self._conn: psycopg.Connection[Any] | None = None

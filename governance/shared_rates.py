@@ -4,9 +4,9 @@ A single gateway process keeps its token buckets in memory (`governance.ratelimi
 several workers each would otherwise count only the requests it admitted, and N workers would let N
 times the limit through. So the store process owns the one `RateLimiter` and answers
 `POST /store/rate/acquire`, `/store/rate/settle` and `/store/rate/release` on its private Unix socket;
-the workers use `StoreRates`. DuckLake replicas on several machines share buckets in their catalog
-database instead (`governance.pg_rates`). Each call runs synchronously on the store's event loop, so concurrent
-requests from every worker take from the same buckets.
+the workers use `StoreRates`. Each call runs synchronously on the store's event loop, so concurrent
+requests from every worker take from the same buckets. DuckLake replicas on several machines share
+their buckets in the catalog database instead (`governance.pg_rates`).
 
 When the store process does not answer (it is being restarted), a worker admits the request without
 a rate check and logs it: rate limits protect a provider's quota, which answers with its own 429s,
