@@ -88,7 +88,7 @@ def build_event(
         reporting_currency=pricer.reporting_currency,
     )
     candidates = tuple(dict.fromkeys(m for m in (model, call.model_upstream, call.model_requested) if m))
-    thinking = call.thinking or usage.reasoning_tokens > 0
+    event.thinking = thinking = call.thinking or usage.reasoning_tokens > 0
     priced = pricer.price_event(
         usage, provider=call.provider.pricing_provider, models=candidates, at=ts, thinking=thinking,
         tenant=attr.tenant_id,

@@ -334,6 +334,7 @@ class Proxy:
         if call is not None:
             event.provider, event.endpoint = call.provider.name, call.endpoint
             event.model_requested, event.model, event.stream = call.model_requested, call.model_upstream, call.stream
+            event.thinking = call.thinking
         if self.gate is not None:
             self.gate.release(ex.admission)
             event.api_key_id = ex.admission.key.id if ex.admission.key else None

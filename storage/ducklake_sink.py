@@ -54,7 +54,7 @@ from storage.duckdb_sink import DuckDBSink
 from storage.errors import StorageError
 from storage.event import COLUMNS
 from storage.extensions import OFFLINE, ExtensionError, ExtensionLoader
-from storage.schema import AUDIT_DDL, CURRENT_VERSION, EVENTS, META
+from storage.schema import AUDIT_DDL, CURRENT_VERSION, EVENTS, META, add_event_columns
 
 log = logging.getLogger("meterway.storage")
 T = TypeVar("T")
@@ -87,13 +87,12 @@ class DuckLakeSink(DuckDBSink):
         self.location = f"ducklake {redact(settings.catalog)} data {settings.data_path}"
         self.workdir = settings.workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.upgraded_from = CURRENT_VERSION
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._exclusive = threading.Lock()
         con = open_lake(settings)
         try:
             self._last_compaction = time.monotonic()
-            _retrying(lambda: _create_schema(con))
+            self.upgraded_from = _retrying(lambda: _create_schema(con))
             _retrying(lambda: _seed_lease(con))
         except (duckdb.Error, StorageError) as exc:
             con.close()
@@ -235,32 +234,39 @@ def open_lake(settings: LakeSettings) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
+def _create_schema(con: duckdb.DuckDBPyConnection) -> int:
+    """Create the lake's tables, or bring an older lake's up to `CURRENT_VERSION`; returns the version it had
+    (0 for a new lake)."""
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"CREATE TABLE IF NOT EXISTS {META} (key VARCHAR NOT NULL, value VARCHAR)")
         row = con.execute(f"SELECT max(value::INTEGER) FROM {META} WHERE key = 'schema_version'").fetchone()
-        version = row[0] if row and row[0] is not None else None
-        if version is not None and version > CURRENT_VERSION:
+        version = row[0] if row and row[0] is not None else 0
+        if version > CURRENT_VERSION:
             raise StorageError(
                 f"the DuckLake has storage schema version {version}, but this Meterway understands versions up to "
                 f"{CURRENT_VERSION}: upgrade Meterway to use it"
             )
         columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
         con.execute(f"CREATE TABLE IF NOT EXISTS {EVENTS} ({columns})")
+        for step in range(version + 1, CURRENT_VERSION + 1):
+            add_event_columns(con, step)  # a lake made by an older Meterway
         for table in rollups.TABLES:
             con.execute(
                 rollups.create_sql(table, primary_key=False).replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS")
             )
         con.execute(AUDIT_DDL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
         con.execute(f"CREATE TABLE IF NOT EXISTS {LEASE} (holder VARCHAR NOT NULL, expires TIMESTAMPTZ NOT NULL)")
-        if version is None:
+        if version < CURRENT_VERSION:
             con.execute(f"INSERT INTO {META} VALUES ('schema_version', ?)", [str(CURRENT_VERSION)])
         con.execute("COMMIT")
     except Exception:
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
         raise
+    if version and version < CURRENT_VERSION:
+        log.info("storage schema of the DuckLake upgraded from version %d to %d", version, CURRENT_VERSION)
+    return version
 
 
 def _seed_lease(con: duckdb.DuckDBPyConnection) -> None:

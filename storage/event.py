@@ -52,6 +52,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("reporting_currency", "VARCHAR"),
     ("price_id", "VARCHAR"),
     ("pricing_status", "VARCHAR"),
+    ("thinking", "BOOLEAN"),  # the request ran in thinking mode, as priced (NULL on events stored before v4)
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 _TEXT = tuple(name for name, kind in COLUMNS if kind.startswith("VARCHAR"))
@@ -98,6 +99,7 @@ class UsageEvent:
     reporting_currency: str | None = None
     price_id: str | None = None
     pricing_status: str = "unpriced"
+    thinking: bool = False
 
     def set_price(self, priced: Priced) -> None:
         """Take the costs, currency, price id and status of a pricing result."""

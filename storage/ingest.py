@@ -134,9 +134,10 @@ class UsageIngestor:
             total_tokens=usage.total_tokens, usage_source=source, reporting_currency=self.pricer.reporting_currency,
         )  # fmt: skip
         models = tuple(dict.fromkeys((event.model or "", event.model_requested or "")))
+        event.thinking = bool(data.get("thinking")) or usage.reasoning_tokens > 0
         priced = self.pricer.price_event(
             usage, provider=self.price_as.get(data["provider"], data["provider"]), models=models, at=ts,
-            thinking=bool(data.get("thinking")) or usage.reasoning_tokens > 0, tenant=event.tenant_id,
+            thinking=event.thinking, tenant=event.tenant_id,
         )  # fmt: skip
         event.set_price(priced)
         return event

@@ -6,7 +6,8 @@ Every event in the range is priced again exactly as the gateway prices a request
   - keeps their old costs, currency and price_id in `event_price_audit`, and
   - takes their old costs out of the rollups and adds the new ones, so reports stay consistent.
 Events dropped by retention are no longer stored raw and keep their old prices in the rollups.
-The thinking mode of a request is not stored; it is taken as on when reasoning tokens were used.
+An event's thinking mode is the one it was priced in (`thinking`); events stored before that column
+existed (NULL) are taken as in thinking mode when they used reasoning tokens.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from storage.timerange import TimeRange, iso
 
 PRICE_COLUMNS = ("currency", *MONEY, "reporting_currency", "price_id", "pricing_status")
 _READ = ("request_id", "ts", "provider", "model", "model_requested", "tenant_id", "input_tokens", "cached_input_tokens",
-         "cache_write_tokens", "output_tokens", "reasoning_tokens", *PRICE_COLUMNS)  # fmt: skip
+         "cache_write_tokens", "output_tokens", "reasoning_tokens", "thinking", *PRICE_COLUMNS)  # fmt: skip
 _TYPES = dict(COLUMNS)
 ApplyRollups = Callable[["duckdb.DuckDBPyConnection", str, int], None]
 REWRITE_WAIT = 120.0  # seconds a re-price waits while another replica maintains a shared lake
@@ -107,9 +108,10 @@ def _price(
                                                      "output_tokens", "reasoning_tokens")})  # fmt: skip
     provider = row[names["provider"]]
     models = tuple(dict.fromkeys(m for m in (row[names["model"]], row[names["model_requested"]]) if m))
+    thinking = row[names["thinking"]]
     priced = pricer.price_event(
         usage, provider=price_as.get(provider, provider), models=models or ("",), at=row[names["ts"]],
-        thinking=usage.reasoning_tokens > 0, tenant=row[names["tenant_id"]],
+        thinking=usage.reasoning_tokens > 0 if thinking is None else thinking, tenant=row[names["tenant_id"]],
     )  # fmt: skip
     return {
         "currency": priced.currency, "input_cost": priced.input_cost, "cached_input_cost": priced.cached_input_cost,

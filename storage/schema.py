@@ -87,10 +87,21 @@ def _v3(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"ALTER TABLE {EVENTS}_v3 RENAME TO {EVENTS}")
 
 
+# Columns added to the event table after version 3, by the version that added them. A DuckLake's
+# tables are upgraded with the same ALTERs (storage/ducklake_sink.py).
+ADDED_EVENT_COLUMNS: dict[int, tuple[tuple[str, str], ...]] = {4: (("thinking", "BOOLEAN"),)}
+
+
+def add_event_columns(con: duckdb.DuckDBPyConnection, version: int) -> None:
+    for name, kind in ADDED_EVENT_COLUMNS.get(version, ()):
+        con.execute(f"ALTER TABLE {EVENTS} ADD COLUMN IF NOT EXISTS {name} {kind}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "usage events", _v1),
     Migration(2, "hourly, daily and monthly rollups; price audit", _v2),
     Migration(3, "no in-memory index on request_id", _v3),
+    Migration(4, "the thinking mode a request was priced in", lambda con: add_event_columns(con, 4)),
 )
 CURRENT_VERSION = MIGRATIONS[-1].version
 

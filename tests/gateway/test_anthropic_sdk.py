@@ -59,6 +59,7 @@ def test_messages_with_cache_read_and_write(gw: LiveGateway, upstream: Upstream,
     event = gw.event(raw.headers["x-meterway-request-id"])
     assert (event["input_tokens"], event["cached_input_tokens"], event["cache_write_tokens"]) == (1532, 1111, 418)
     assert event["endpoint"] == "anthropic.messages" and event["user_id"] == "user-42" and event["tenant_id"] == "acme"
+    assert event["thinking"] is False
     # claude-sonnet-4-5: $3 input, $0.30 cache read, $3.75 5-minute cache write, $15 output per 1M
     expected = Decimal(3) * 3 + Decimal("0.3") * 1111 + Decimal("3.75") * 418 + Decimal(15) * 33
     assert event["pricing_status"] == "priced" and event["total_cost"] == expected / 1_000_000
@@ -77,6 +78,7 @@ def test_streamed_thinking_message(gw: LiveGateway, sdk: Sdk) -> None:
     event = gw.event(request_id)
     assert (event["input_tokens"], event["output_tokens"], event["usage_source"]) == (43, 282, "provider")
     assert event["stream"] is True and event["pricing_status"] == "priced"
+    assert event["thinking"] is True  # the mode it was priced in, kept for re-pricing
 
 
 def test_upstream_error_reaches_the_sdk_in_anthropic_format(gw: LiveGateway, sdk: Sdk) -> None:

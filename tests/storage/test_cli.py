@@ -149,6 +149,42 @@ def test_reprice_after_a_book_correction_keeps_an_audit_and_consistent_rollups(
     assert "changed 0" in capsys.readouterr().out
 
 
+HYBRID = (
+    BOOK + "  - {provider: acme, model: q3, currency: USD, effective_from: 2024-01-01, input: 1, output: 2, "
+    "output_thinking: 8}\n"
+)
+
+
+def test_reprice_keeps_the_thinking_mode_each_event_was_priced_in(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A thinking-mode request whose provider reported no reasoning tokens stays at the thinking price;
+    events stored before the mode was kept (NULL) count as thinking when they used reasoning tokens."""
+    write_book(cfg.parent / "book", HYBRID)
+    base = {"tenant_id": "acme", "provider": "acme", "model": "q3", "input_tokens": 0, "ts": "2025-03-10T10:00:00Z"}
+    records = [
+        {**base, "request_id": "thinking", "output_tokens": 1000, "thinking": True},
+        {**base, "request_id": "plain", "output_tokens": 1000},
+        {**base, "request_id": "legacy-reasoning", "output_tokens": 1000, "reasoning_tokens": 400},
+        {**base, "request_id": "legacy-plain", "output_tokens": 1000},
+    ]
+    assert ingest(cfg, capsys, [orjson.dumps(r) for r in records])[0] == 0
+    db = cfg.parent / "events.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE llm_usage_events SET thinking = NULL WHERE request_id LIKE 'legacy-%'")
+        assert con.execute("SELECT request_id, thinking, output_cost FROM llm_usage_events WHERE thinking IS NOT NULL "
+                           "ORDER BY request_id").fetchall() == [
+            ("plain", False, Decimal("0.002")), ("thinking", True, Decimal("0.008"))]  # fmt: skip
+    write_book(cfg.parent / "book", HYBRID.replace("output: 2, output_thinking: 8", "output: 3, output_thinking: 9"))
+    assert main(["reprice", "--config", str(cfg), "--since", "2025-03-01", "--until", "2025-04-01"]) == 0
+    assert "4 events examined, changed 4" in capsys.readouterr().out
+    with duckdb.connect(str(db)) as con:
+        assert con.execute("SELECT request_id, output_cost FROM llm_usage_events ORDER BY request_id").fetchall() == [
+            ("legacy-plain", Decimal("0.003")), ("legacy-reasoning", Decimal("0.009")),
+            ("plain", Decimal("0.003")), ("thinking", Decimal("0.009")),
+        ]  # fmt: skip
+
+
 def test_reading_commands_need_stored_events(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--config", str(cfg)]) == 2
     assert "no events stored yet" in capsys.readouterr().err

@@ -115,6 +115,37 @@ def test_lake_sink_is_idempotent_reprices_and_keeps_rollups_right(tmp_path: Path
         sink.close()
 
 
+def test_a_lake_made_by_an_older_meterway_gains_the_new_event_columns(tmp_path: Path, pg: Postgres) -> None:
+    settings = LakeSettings(pg.create_database("v3"), f"{tmp_path / 'lake'}/", tmp_path / "work", 3600)
+    sink = DuckLakeSink(settings)
+    try:
+        assert sink.upgraded_from == 0
+        assert sink.load_segment(write_segment(tmp_path / "old.jsonl", [event() for _ in range(5)])) == 5
+
+        def as_version_3(con: Any) -> None:  # the lake as schema version 3 left it: no `thinking`
+            con.execute("ALTER TABLE llm_usage_events DROP COLUMN thinking")
+            con.execute("DELETE FROM meterway_meta WHERE key = 'schema_version'")
+            con.execute("INSERT INTO meterway_meta VALUES ('schema_version', '3')")
+
+        sink.transaction(as_version_3)
+    finally:
+        sink.close()
+    sink = DuckLakeSink(settings)
+    try:
+        assert sink.upgraded_from == 3
+        assert sink.query("SELECT max(value::INTEGER) FROM meterway_meta") == [(4,)]
+        assert sink.load_segment(write_segment(tmp_path / "new.jsonl", [event(thinking=True)])) == 1
+        assert sink.query("SELECT thinking, count(*) FROM llm_usage_events GROUP BY ALL ORDER BY ALL") == [
+            (True, 1), (None, 5)]  # fmt: skip
+    finally:
+        sink.close()
+    sink = DuckLakeSink(settings)  # opened again: nothing left to upgrade
+    try:
+        assert sink.upgraded_from == 4
+    finally:
+        sink.close()
+
+
 def test_one_replica_at_a_time_maintains_or_reprices_the_lake(
     tmp_path: Path, pg: Postgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:

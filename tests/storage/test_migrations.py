@@ -37,7 +37,10 @@ def make_v1_file(path: Path, tmp: Path, n: int = 40) -> None:
     segment = write_segment(tmp / "v1.jsonl", [event(tenant_id=f"t{i % 4}") for i in range(n)])
     with duckdb.connect(str(path)) as con:
         con.execute(V1_DDL)
-        con.execute(f"INSERT INTO llm_usage_events SELECT * FROM {read_events(repr(str(segment)))}")
+        names = ", ".join(n for (n,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'llm_usage_events' "
+            "ORDER BY ordinal_position").fetchall())  # fmt: skip
+        con.execute(f"INSERT INTO llm_usage_events SELECT {names} FROM {read_events(repr(str(segment)))}")
 
 
 def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -50,7 +53,10 @@ def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
         assert sink.query("SELECT count(*) FROM llm_usage_events") == [(40,)]
         assert sink.query("SELECT sum(requests) FROM usage_rollup_daily") == [(40,)]  # backfilled
         assert set(rollup_mismatches(sink).values()) == {0}
-        assert sink.load_segment(write_segment(tmp_path / "new.jsonl", [event()])) == 1
+        assert sink.load_segment(write_segment(tmp_path / "new.jsonl", [event(thinking=True)])) == 1
+        # events stored before version 4 do not know their thinking mode
+        assert sink.query("SELECT thinking, count(*) FROM llm_usage_events GROUP BY ALL ORDER BY ALL") == [
+            (True, 1), (None, 40)]  # fmt: skip
         # request_id keeps no DuckDB index (it would live in memory and grow with every event)
         assert sink.query("SELECT count(*) FROM duckdb_indexes() WHERE table_name = 'llm_usage_events'") == [(0,)]
         assert sink.query(
