@@ -14,8 +14,9 @@ from typing import ClassVar
 import orjson
 
 from gateway.providers import common, openai
-from gateway.providers.base import JSON, Call, GatewayError, Meter, MeterReport, ProviderConfig, UpstreamRequest
+from gateway.providers.base import JSON, Call, Meter, MeterReport, ProviderConfig, UpstreamRequest
 from gateway.providers.frames import FrameMeter, string_at
+from gateway.providers.native import NativeKind
 from gateway.usage import Usage, as_int
 
 API_VERSION = "2023-06-01"
@@ -126,24 +127,19 @@ def error_body(status: int, code: str, message: str) -> bytes:
     return orjson.dumps({"type": "error", "error": {"type": kind, "message": message, "code": code}})
 
 
-class AnthropicKind:
+class AnthropicKind(NativeKind):
+    """Messages API bodies carry system, messages and tools as OpenAI's do, so the prompt text for
+    estimates is read the OpenAI way (`input_text` is inherited)."""
+
     name: ClassVar[str] = "anthropic"
+    openai_ops = frozenset({"chat/completions"})
 
-    def shape_openai(self, provider: ProviderConfig, op: str, body: JSON, model_upstream: str) -> Call:
-        if op != "chat/completions":
-            raise GatewayError(400, "unsupported_endpoint", f"provider {provider.name!r} does not serve /v1/{op}")
-        return openai.shape_openai_call(provider, op, body, model_upstream, prefix="v1/")
+    def is_openai_path(self, path: str) -> bool:
+        return openai.openai_endpoint(path) is not None
 
-    def shape_raw(
-        self,
-        provider: ProviderConfig,
-        method: str,
-        path: str,
-        body: JSON | None,
-        headers: Sequence[tuple[str, str]] = (),
+    def shape_native(
+        self, provider: ProviderConfig, path: str, body: JSON | None, headers: Sequence[tuple[str, str]]
     ) -> Call:
-        if openai.openai_endpoint(path) is not None:
-            return openai.shape_call(provider, path, body)
         model = common.body_model(body)
         stream = bool(body and body.get("stream") is True)
         call = Call(provider, endpoint_for_path(path), model, model, stream, body=body, path=path)
@@ -161,13 +157,8 @@ class AnthropicKind:
         common.set_default_headers(hdrs, [("anthropic-version", API_VERSION)])
         return common.build(call, method, query, hdrs, raw_body)
 
-    def new_meter(self, call: Call, status: int, content_type: str) -> Meter:
-        if openai.is_openai_call(call):
-            return openai.new_meter(call, status, content_type)
+    def native_meter(self, status: int, content_type: str) -> Meter:
         return FrameMeter(MessagesReader(), status)
 
     def error_body(self, status: int, code: str, message: str) -> bytes:
         return error_body(status, code, message)
-
-    def input_text(self, body: JSON | None) -> str:
-        return openai.request_text(body)  # system, messages and tools, as in OpenAI-shaped bodies

@@ -16,8 +16,9 @@ from typing import ClassVar
 import orjson
 
 from gateway.providers import common, openai
-from gateway.providers.base import JSON, Call, Meter, ProviderConfig, UpstreamRequest
+from gateway.providers.base import JSON, Call, Meter, ProviderConfig
 from gateway.providers.frames import FrameMeter, RunningTotalsReader
+from gateway.providers.native import NativeKind
 from gateway.usage import Usage
 
 _ENDPOINTS = {
@@ -95,36 +96,23 @@ def error_body(status: int, code: str, message: str) -> bytes:
     return orjson.dumps({"code": code, "message": message})
 
 
-class DashScopeKind:
+class DashScopeKind(NativeKind):
     name: ClassVar[str] = "dashscope"
+    openai_prefix = _COMPATIBLE + "v1/"
 
-    def shape_openai(self, provider: ProviderConfig, op: str, body: JSON, model_upstream: str) -> Call:
-        return openai.shape_openai_call(provider, op, body, model_upstream, prefix=_COMPATIBLE + "v1/")
+    def is_openai_path(self, path: str) -> bool:
+        return path.strip("/").startswith(_COMPATIBLE)
 
-    def shape_raw(
-        self,
-        provider: ProviderConfig,
-        method: str,
-        path: str,
-        body: JSON | None,
-        headers: Sequence[tuple[str, str]] = (),
+    def shape_native(
+        self, provider: ProviderConfig, path: str, body: JSON | None, headers: Sequence[tuple[str, str]]
     ) -> Call:
-        if path.strip("/").startswith(_COMPATIBLE):
-            return openai.shape_call(provider, path, body)
         model = common.body_model(body)
         stream = stream_requested(body, headers)
         call = Call(provider, endpoint_for_path(path), model, model, stream, body=body, path=path)
         call.thinking = body is not None and thinking_requested(body)
         return call
 
-    def upstream_request(
-        self, call: Call, method: str, query: str, headers: list[tuple[str, str]], raw_body: bytes
-    ) -> UpstreamRequest:
-        return openai.bearer_request(call, method, query, headers, raw_body)
-
-    def new_meter(self, call: Call, status: int, content_type: str) -> Meter:
-        if openai.is_openai_call(call):
-            return openai.new_meter(call, status, content_type)
+    def native_meter(self, status: int, content_type: str) -> Meter:
         return FrameMeter(GenerationReader(), status)
 
     def error_body(self, status: int, code: str, message: str) -> bytes:

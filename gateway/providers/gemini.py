@@ -17,12 +17,12 @@ from urllib.parse import quote
 import orjson
 
 from gateway.providers import common, openai
-from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig, UpstreamRequest
+from gateway.providers.base import JSON, Call, Meter, ProviderConfig, UpstreamRequest
 from gateway.providers.frames import FrameMeter, RunningTotalsReader, string_at
+from gateway.providers.native import NativeKind
 from gateway.usage import Usage, as_int
 
 _MODEL_PATH = re.compile(r"^v1\w*/(?:models|tunedModels)/([^/:]+):(\w+)$")
-_OPENAI_OPS = ("chat/completions", "embeddings")
 _STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -141,24 +141,17 @@ def error_body(status: int, code: str, message: str) -> bytes:
     return orjson.dumps({"error": {"code": status, "message": message, "status": name, "details": [detail]}})
 
 
-class GeminiKind:
+class GeminiKind(NativeKind):
     name: ClassVar[str] = "gemini"
+    openai_prefix = "v1beta/openai/"
+    openai_ops = frozenset({"chat/completions", "embeddings"})
 
-    def shape_openai(self, provider: ProviderConfig, op: str, body: JSON, model_upstream: str) -> Call:
-        if op not in _OPENAI_OPS:
-            raise GatewayError(400, "unsupported_endpoint", f"provider {provider.name!r} does not serve /v1/{op}")
-        return openai.shape_openai_call(provider, op, body, model_upstream, prefix="v1beta/openai/")
+    def is_openai_path(self, path: str) -> bool:
+        return "openai/" in path
 
-    def shape_raw(
-        self,
-        provider: ProviderConfig,
-        method: str,
-        path: str,
-        body: JSON | None,
-        headers: Sequence[tuple[str, str]] = (),
+    def shape_native(
+        self, provider: ProviderConfig, path: str, body: JSON | None, headers: Sequence[tuple[str, str]]
     ) -> Call:
-        if "openai/" in path:
-            return openai.shape_call(provider, path, body)
         endpoint, model = endpoint_for_path(path)
         call = Call(provider, endpoint, model, model, endpoint == "gemini.streamGenerateContent", body=body, path=path)
         call.thinking = body is not None and thinking_requested(body)
@@ -177,9 +170,7 @@ class GeminiKind:
         hdrs = common.with_credential(call.provider, headers, "x-goog-api-key", key, ("authorization",))
         return common.build(call, method, query, hdrs, raw_body)
 
-    def new_meter(self, call: Call, status: int, content_type: str) -> Meter:
-        if openai.is_openai_call(call):
-            return openai.new_meter(call, status, content_type)
+    def native_meter(self, status: int, content_type: str) -> Meter:
         return FrameMeter(GenerateContentReader(), status)
 
     def error_body(self, status: int, code: str, message: str) -> bytes:

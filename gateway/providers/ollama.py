@@ -13,9 +13,10 @@ from typing import ClassVar
 
 import orjson
 
-from gateway.providers import common, openai
-from gateway.providers.base import JSON, Call, Meter, ProviderConfig, UpstreamRequest
+from gateway.providers import common
+from gateway.providers.base import JSON, Call, Meter, ProviderConfig
 from gateway.providers.frames import FrameMeter, RunningTotalsReader, string_at
+from gateway.providers.native import NativeKind
 from gateway.usage import Usage, as_int
 
 _STREAMING = ("ollama.chat", "ollama.generate")
@@ -58,22 +59,15 @@ def error_body(status: int, code: str, message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
-class OllamaKind:
+class OllamaKind(NativeKind):
     name: ClassVar[str] = "ollama"
 
-    def shape_openai(self, provider: ProviderConfig, op: str, body: JSON, model_upstream: str) -> Call:
-        return openai.shape_openai_call(provider, op, body, model_upstream, prefix="v1/")
+    def is_openai_path(self, path: str) -> bool:
+        return path.strip("/").startswith("v1/")
 
-    def shape_raw(
-        self,
-        provider: ProviderConfig,
-        method: str,
-        path: str,
-        body: JSON | None,
-        headers: Sequence[tuple[str, str]] = (),
+    def shape_native(
+        self, provider: ProviderConfig, path: str, body: JSON | None, headers: Sequence[tuple[str, str]]
     ) -> Call:
-        if path.strip("/").startswith("v1/"):
-            return openai.shape_call(provider, path, body)
         endpoint = endpoint_for_path(path)
         model = common.body_model(body)
         stream = endpoint in _STREAMING and body is not None and body.get("stream", True) is not False
@@ -82,14 +76,7 @@ class OllamaKind:
         call.thinking = think is not None and think is not False
         return call
 
-    def upstream_request(
-        self, call: Call, method: str, query: str, headers: list[tuple[str, str]], raw_body: bytes
-    ) -> UpstreamRequest:
-        return openai.bearer_request(call, method, query, headers, raw_body)
-
-    def new_meter(self, call: Call, status: int, content_type: str) -> Meter:
-        if openai.is_openai_call(call):
-            return openai.new_meter(call, status, content_type)
+    def native_meter(self, status: int, content_type: str) -> Meter:
         return FrameMeter(NativeReader(), status, ndjson=content_type.startswith("application/x-ndjson"))
 
     def error_body(self, status: int, code: str, message: str) -> bytes:
