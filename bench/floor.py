@@ -8,6 +8,10 @@ ratio targets are against this one.
 `raw_app`, floor-raw: the thinnest pass-through possible on the same server and client: a plain
 ASGI callable with no framework. Reported next to it, so the cost of Starlette itself is visible.
 
+`httpx_app`, floor-httpx: `app` with httpx as the client API on httpx-aiohttp's transport (the same
+aiohttp connection pool under httpx's request and response models), so the cost of httpx's client
+layer is visible: Meterway's upstream seam (gateway/upstream.py) talks to aiohttp without it.
+
 No routing, attribution, usage parsing, pricing or events in either.
 """
 
@@ -19,6 +23,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -29,6 +35,7 @@ UPSTREAM = os.environ.get("FLOOR_UPSTREAM", "http://127.0.0.1:18100")
 _DROP = {b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"accept-encoding"}
 _DROP_RESPONSE = {b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"}
 _session: list[aiohttp.ClientSession] = []
+_client: list[httpx.AsyncClient] = []
 
 
 def session() -> aiohttp.ClientSession:
@@ -60,14 +67,44 @@ async def proxy(request: Request) -> Response:
     return whole
 
 
+def client() -> httpx.AsyncClient:
+    if not _client:
+        _client.append(httpx.AsyncClient(transport=AiohttpTransport(client=session), timeout=None))
+    return _client[0]
+
+
+async def proxy_httpx(request: Request) -> Response:
+    body = await request.body()
+    headers = [(k, v) for k, v in request.headers.raw if k not in _DROP]
+    upstream = client().build_request(request.method, UPSTREAM + request.url.path, content=body, headers=headers)
+    resp = await client().send(upstream, stream=True)
+    out = [(k.lower(), v) for k, v in resp.headers.raw if k.lower() not in _DROP_RESPONSE]
+    if resp.headers.get("content-type", "").startswith("text/event-stream"):
+        stream = StreamingResponse(
+            resp.aiter_raw(), status_code=resp.status_code, background=BackgroundTask(resp.aclose)
+        )
+        stream.raw_headers.extend(out)
+        return stream
+    try:
+        content = await resp.aread()
+    finally:
+        await resp.aclose()
+    whole = Response(content, status_code=resp.status_code)
+    whole.raw_headers.extend(out)
+    return whole
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(_: Starlette) -> AsyncIterator[None]:
     yield
+    if _client:
+        await _client.pop().aclose()
     if _session:
         await _session.pop().close()
 
 
 app = Starlette(routes=[Route("/{path:path}", proxy, methods=["GET", "POST"])], lifespan=_lifespan)
+httpx_app = Starlette(routes=[Route("/{path:path}", proxy_httpx, methods=["GET", "POST"])], lifespan=_lifespan)
 
 
 async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

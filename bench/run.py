@@ -1,7 +1,8 @@
 """`make bench`: Meterway against a bare pass-through on the same stack, in one run, on this machine.
 
 Starts an nginx fake upstream, the bare pass-throughs (bench/floor.py: `floor`, the Starlette +
-aiohttp proxy the targets are set against, and `floor-raw`, a framework-free one) and Meterway
+aiohttp proxy the targets are set against, `floor-raw`, a framework-free one, and on request
+`floor-httpx`, the floor with httpx as the client API on httpx-aiohttp's transport) and Meterway
 (full metering, pricing and event writing to DuckDB), then drives each with wrk for JSON and SSE
 at several concurrency levels, targets interleaved. Prints req/s, p50/p99 latency, CPU
 microseconds per request and RSS for each, and each target's ratio to both floors. Then, with SSE
@@ -36,6 +37,7 @@ from bench.upstream import NginxUpstream
 
 REPO = Path(__file__).resolve().parent.parent
 UPSTREAM_PORT, FLOOR_PORT, METERWAY_PORT, STORE_PORT, WORKERS_PORT, RAW_PORT = 18100, 18101, 18102, 18103, 18104, 18105
+HTTPX_PORT = 18106
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello."}]
 BODY = {"model": "gpt-4o-mini", "max_tokens": 32, "temperature": 0, "messages": MESSAGES}
 LUA = """wrk.method = "POST"
@@ -267,7 +269,7 @@ def report(results: dict[str, dict[str, float]], names: list[str], modes: list[s
                 r = results.get(f"{name}/{mode}/{conc}")
                 if r is None:
                     continue
-                ratio = f"{r['rps'] / floor['rps']:.2f}x" if floor and not name.startswith("floor") else ""
+                ratio = f"{r['rps'] / floor['rps']:.2f}x" if floor and name not in ("floor", "floor-raw") else ""
                 to_raw = f"{r['rps'] / raw['rps']:.2f}x" if raw and name != "floor-raw" else ""
                 lines.append(
                     f"{mode:6} {conc:>3} {name:10} {r['rps']:>8.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
@@ -300,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     routed = {"json": "/v1/chat/completions", "stream": "/v1/chat/completions"}
     floor_cmd = [str(bin_dir / "uvicorn"), "bench.floor:app", "--port", str(FLOOR_PORT), *uvicorn_args]
     raw_cmd = [str(bin_dir / "uvicorn"), "bench.floor:raw_app", "--port", str(RAW_PORT), *uvicorn_args]
+    httpx_cmd = [str(bin_dir / "uvicorn"), "bench.floor:httpx_app", "--port", str(HTTPX_PORT), *uvicorn_args]
     meterway_cmd = [str(bin_dir / "meterway"), "serve", "--config", str(meterway_config(tmp))]
     store_cmd = [
         str(bin_dir / "meterway"),
@@ -316,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "floor-raw": Target(
             "floor-raw", RAW_PORT, raw_paths, raw_cmd, {"FLOOR_UPSTREAM": f"http://127.0.0.1:{UPSTREAM_PORT}"}
+        ),
+        "floor-httpx": Target(
+            "floor-httpx", HTTPX_PORT, raw_paths, httpx_cmd, {"FLOOR_UPSTREAM": f"http://127.0.0.1:{UPSTREAM_PORT}"}
         ),
         "meterway": Target("meterway", METERWAY_PORT, routed, meterway_cmd),
         "mw-store": Target("mw-store", STORE_PORT, routed, store_cmd),  # loads DuckDB in a store process
