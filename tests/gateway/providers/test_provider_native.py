@@ -10,20 +10,20 @@ from gateway.providers.openai import JSONBodyMeter, SSEMeter
 from gateway.providers.registry import KINDS
 from tests.gateway.providers.helpers import provider, raw_call
 
-# kind, the upstream path of /v1/chat/completions, a raw OpenAI-compatible path, a native path
+# kind, the upstream path of /v1/chat/completions, a raw OpenAI-compatible path, a native path and its endpoint
 NATIVE = [
-    ("anthropic", "v1/chat/completions", "v1/chat/completions", "v1/messages"),
+    ("anthropic", "v1/chat/completions", "v1/chat/completions", "v1/messages", "anthropic.messages"),
     ("gemini", "v1beta/openai/chat/completions", "v1beta/openai/chat/completions",
-     "v1beta/models/gemini-2.5-flash:generateContent"),
+     "v1beta/models/gemini-2.5-flash:generateContent", "gemini.generateContent"),
     ("dashscope", "compatible-mode/v1/chat/completions", "compatible-mode/v1/chat/completions",
-     "api/v1/services/aigc/text-generation/generation"),
-    ("ollama", "v1/chat/completions", "v1/chat/completions", "api/chat"),
+     "api/v1/services/aigc/text-generation/generation", "dashscope.generation"),
+    ("ollama", "v1/chat/completions", "v1/chat/completions", "api/chat", "ollama.chat"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("kind", "upstream", "openai_path", "native_path"), NATIVE)
+@pytest.mark.parametrize(("kind", "upstream", "openai_path", "native_path", "native_endpoint"), NATIVE)
 def test_openai_requests_go_to_the_compatible_api_and_are_metered_as_openai(
-    kind: str, upstream: str, openai_path: str, native_path: str
+    kind: str, upstream: str, openai_path: str, native_path: str, native_endpoint: str
 ) -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     routed = KINDS[kind].shape_openai(provider(kind), "chat/completions", dict(body), "m-upstream")
@@ -33,7 +33,7 @@ def test_openai_requests_go_to_the_compatible_api_and_are_metered_as_openai(
     assert raw.endpoint == "chat.completions"
     assert isinstance(KINDS[kind].new_meter(raw, 200, "application/json"), JSONBodyMeter)
     native = raw_call(kind, native_path, {"model": "m", "stream": False})
-    assert native.endpoint != "chat.completions"
+    assert native.endpoint == native_endpoint
     assert isinstance(KINDS[kind].new_meter(native, 200, "application/json"), FrameMeter)
 
 
