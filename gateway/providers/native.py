@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from gateway.providers import openai
-from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig
+from gateway.providers.base import JSON, Call, Meter, ProviderConfig
 
 
 class NativeKind(openai.OpenAIKind, ABC):
-    openai_prefix: ClassVar[str] = "v1/"  # where the provider serves OpenAI's API, under its base URL
-    openai_ops: ClassVar[frozenset[str] | None] = None  # the `/v1/{op}` it serves, when not all of them
+    openai_prefix: ClassVar[str] = "v1/"  # where most of them serve OpenAI's API
 
     @abstractmethod
     def is_openai_path(self, path: str) -> bool:
@@ -34,11 +33,6 @@ class NativeKind(openai.OpenAIKind, ABC):
     @abstractmethod
     def native_meter(self, status: int, content_type: str) -> Meter:
         """The meter of a native answer."""
-
-    def shape_openai(self, provider: ProviderConfig, op: str, body: JSON, model_upstream: str) -> Call:
-        if self.openai_ops is not None and op not in self.openai_ops:
-            raise GatewayError(400, "unsupported_endpoint", f"provider {provider.name!r} does not serve /v1/{op}")
-        return openai.shape_openai_call(provider, op, body, model_upstream, prefix=self.openai_prefix)
 
     def shape_raw(
         self,

@@ -386,9 +386,13 @@ def new_meter(call: Call, status: int, content_type: str) -> Meter:
 
 class OpenAIKind:
     name: ClassVar[str] = "openai"
+    openai_prefix: ClassVar[str] = ""  # where the provider serves OpenAI's API, under its base URL
+    openai_ops: ClassVar[frozenset[str] | None] = None  # the `/v1/{op}` it serves, when not all of them
 
     def shape_openai(self, provider: ProviderConfig, op: str, body: JSON, model_upstream: str) -> Call:
-        return shape_openai_call(provider, op, body, model_upstream)
+        if self.openai_ops is not None and op not in self.openai_ops:
+            raise GatewayError(400, "unsupported_endpoint", f"provider {provider.name!r} does not serve /v1/{op}")
+        return shape_openai_call(provider, op, body, model_upstream, prefix=self.openai_prefix)
 
     def shape_raw(
         self,
