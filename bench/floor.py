@@ -12,7 +12,7 @@ ASGI callable with no framework. Reported next to it, so the cost of Starlette i
 aiohttp connection pool under httpx's request and response models), so the cost of httpx's client
 layer is visible: Meterway's upstream seam (gateway/upstream.py) talks to aiohttp without it.
 
-No routing, attribution, usage parsing, pricing or events in either.
+No routing, attribution, usage parsing, pricing or events in any of them.
 """
 
 from __future__ import annotations

@@ -303,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     floor_cmd = [str(bin_dir / "uvicorn"), "bench.floor:app", "--port", str(FLOOR_PORT), *uvicorn_args]
     raw_cmd = [str(bin_dir / "uvicorn"), "bench.floor:raw_app", "--port", str(RAW_PORT), *uvicorn_args]
     httpx_cmd = [str(bin_dir / "uvicorn"), "bench.floor:httpx_app", "--port", str(HTTPX_PORT), *uvicorn_args]
+    floor_env = {"FLOOR_UPSTREAM": f"http://127.0.0.1:{UPSTREAM_PORT}"}
     meterway_cmd = [str(bin_dir / "meterway"), "serve", "--config", str(meterway_config(tmp))]
     store_cmd = [
         str(bin_dir / "meterway"),
@@ -314,15 +315,9 @@ def main(argv: list[str] | None = None) -> int:
                    "--config", str(meterway_config(tmp, "workers", WORKERS_PORT))]  # fmt: skip
     all_targets = {
         "direct": Target("direct", UPSTREAM_PORT, raw_paths),
-        "floor": Target(
-            "floor", FLOOR_PORT, raw_paths, floor_cmd, {"FLOOR_UPSTREAM": f"http://127.0.0.1:{UPSTREAM_PORT}"}
-        ),
-        "floor-raw": Target(
-            "floor-raw", RAW_PORT, raw_paths, raw_cmd, {"FLOOR_UPSTREAM": f"http://127.0.0.1:{UPSTREAM_PORT}"}
-        ),
-        "floor-httpx": Target(
-            "floor-httpx", HTTPX_PORT, raw_paths, httpx_cmd, {"FLOOR_UPSTREAM": f"http://127.0.0.1:{UPSTREAM_PORT}"}
-        ),
+        "floor": Target("floor", FLOOR_PORT, raw_paths, floor_cmd, floor_env),
+        "floor-raw": Target("floor-raw", RAW_PORT, raw_paths, raw_cmd, floor_env),
+        "floor-httpx": Target("floor-httpx", HTTPX_PORT, raw_paths, httpx_cmd, floor_env),
         "meterway": Target("meterway", METERWAY_PORT, routed, meterway_cmd),
         "mw-store": Target("mw-store", STORE_PORT, routed, store_cmd),  # loads DuckDB in a store process
         "mw-2w": Target("mw-2w", WORKERS_PORT, routed, workers_cmd),  # --workers 2 (and a store process)
