@@ -204,6 +204,7 @@ class RemoteStore:
         for tenant in data["tenants"]:
             for key in ("costs", "cost_reporting"):
                 tenant[key] = _typed(key, tenant[key])
+        data["total_cost"] = _typed("total_cost", data["total_cost"])
         return data, queries.bill_table(data)
 
     def export(self, fmt: str, params: dict[str, str], out: IO[bytes]) -> int:

@@ -69,6 +69,8 @@ def test_commands_go_through_the_running_gateway(gateway: Path, capsys: pytest.C
 
     assert main(["bill", "--config", str(gateway), "--month", "2025-03", "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[1].startswith("globex,1,0,0,2000,")
+    assert main(["bill", "--config", str(gateway), "--month", "2025-03"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "total: 0.00508 USD"
 
     out_file = gateway.parent / "export.csv"
     assert main(["export", "--config", str(gateway), "--out", str(out_file)]) == 0
