@@ -30,6 +30,7 @@ _PROVIDER_KEYS = {
     "api_version", "secret_id_env", "secret_key_env", "region", "deployments",
 }  # fmt: skip
 _SIZE_UNITS = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+WORK_MEMORY_LIMIT = "256MB"
 MIN_MEMORY_LIMIT = 64e6  # bytes: below this DuckDB may fail a checkpoint, which stops the store until a restart
 DEFAULT_BOOK = Path(__file__).resolve().parent.parent / "pricing" / "book"
 
@@ -58,6 +59,7 @@ class StorageConfig:
     fsync_interval_ms: int | None = None  # default: 200, or flush_interval_ms when that is shorter
     threads: int = 1  # DuckDB worker threads of the gateway's store
     memory_limit: str = "128MB"  # DuckDB's memory limit in the gateway's store (its cache stays bounded)
+    work_memory_limit: str = WORK_MEMORY_LIMIT  # ... while an export or a re-price runs (at least memory_limit)
     max_pending_events: int = 1_000_000  # journaled but not stored; beyond it the writer reports degraded
     retention_days: int | None = None  # raw events older than this are dropped; rollups stay
     loader: str | None = None  # inline | process (default: process when serving with several workers)
@@ -231,10 +233,29 @@ def _server(sec: dict[str, Any], problems: list[str]) -> ServerConfig:
     return out
 
 
+def _bytes(size: str) -> float:
+    value = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Z]+)", size)
+    assert value is not None
+    return float(value[1]) * _SIZE_UNITS[value[2]]
+
+
+def _memory_size(key: str, value: object, problems: list[str]) -> str | None:
+    """A DuckDB memory size such as '256MB' (upper-cased, no spaces), or None after noting the problem."""
+    limit = str(value).strip().upper().replace(" ", "")
+    if re.fullmatch(r"(\d+(?:\.\d+)?)(KB|MB|GB|TB|KIB|MIB|GIB|TIB)", limit) is None:
+        problems.append(f"{key}: expected a size such as '256MB' or '2GB', got {value!r}")
+        return None
+    if _bytes(limit) < MIN_MEMORY_LIMIT:
+        problems.append(f"{key}: at least 64MB (a checkpoint of the event table needs that much), got {value!r}")
+        return None
+    return limit
+
+
 def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageConfig:
     _check_keys("storage", sec, {"backend", "path", "journal_dir", "flush_interval_ms", "fsync", "fsync_interval_ms",
                                  "max_pending_events", "retention_days", "loader", "catalog", "data_path",
-                                 "compaction_interval_s", "threads", "memory_limit"}, problems)  # fmt: skip
+                                 "compaction_interval_s", "threads", "memory_limit", "work_memory_limit"},
+                 problems)  # fmt: skip
     out = StorageConfig(path=base / "data" / "meterway.duckdb")
     backend = sec.get("backend", "duckdb")
     if backend not in ("duckdb", "ducklake"):
@@ -259,20 +280,16 @@ def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageCon
         out.max_pending_events = n or out.max_pending_events
     if "threads" in sec:
         out.threads = _int("storage.threads", sec["threads"], problems, 1, 256) or out.threads
-    if "memory_limit" in sec:
-        limit = str(sec["memory_limit"]).strip().upper().replace(" ", "")
-        size = re.fullmatch(r"(\d+(?:\.\d+)?)(KB|MB|GB|TB|KIB|MIB|GIB|TIB)", limit)
-        if size is None:
-            problems.append(
-                f"storage.memory_limit: expected a size such as '256MB' or '2GB', got {sec['memory_limit']!r}"
-            )
-        elif float(size[1]) * _SIZE_UNITS[size[2]] < MIN_MEMORY_LIMIT:
-            problems.append(
-                f"storage.memory_limit: at least 64MB (a checkpoint of the event table needs that much), "
-                f"got {sec['memory_limit']!r}"
-            )
-        else:
-            out.memory_limit = limit
+    for key in ("memory_limit", "work_memory_limit"):
+        if key in sec and (limit := _memory_size(f"storage.{key}", sec[key], problems)):
+            setattr(out, key, limit)
+    if "work_memory_limit" not in sec and _bytes(out.memory_limit) > _bytes(WORK_MEMORY_LIMIT):
+        out.work_memory_limit = out.memory_limit
+    elif _bytes(out.work_memory_limit) < _bytes(out.memory_limit):
+        problems.append(
+            f"storage.work_memory_limit: at least storage.memory_limit ({out.memory_limit}), "
+            f"got {out.work_memory_limit!r}"
+        )
     if sec.get("retention_days") is not None:
         out.retention_days = _int("storage.retention_days", sec["retention_days"], problems, 1, 100_000)
     if sec.get("loader") is not None:

@@ -41,7 +41,7 @@ from starlette.routing import Route
 from gateway.costing import EventPricer
 from storage import queries
 from storage.duckdb_sink import DuckDBSink
-from storage.errors import StorageError
+from storage.errors import StorageError, duckdb_error, out_of_memory, store_failure
 from storage.export import FORMATS, MEDIA_TYPES, export_events
 from storage.ingest import UsageIngestor
 from storage.params import FILTERS, RANGE, check_known, filters_of, limit_of, range_of, span_for
@@ -78,6 +78,13 @@ def error(status: int, message: str, code: str = "invalid_parameter", param: str
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
+def failed(exc: Exception, limit: tuple[str, str | None]) -> Response:
+    """A DuckDB error in the admin API's format: 503 when it ran out of memory (a smaller range may fit)."""
+    if out_of_memory(exc):
+        return error(503, store_failure(exc, limit), "store_out_of_memory")
+    return error(500, store_failure(exc, limit), "store_error")
+
+
 def _json(payload: Any, status: int = 200) -> Response:
     return Response(dumps(payload), status_code=status, media_type="application/json")
 
@@ -102,6 +109,10 @@ class StorageAPI:
             payload, table = await asyncio.to_thread(self._read, work, params)
         except QueryError as exc:
             return error(400, exc.message, param=exc.param)
+        except Exception as exc:
+            if not duckdb_error(exc):
+                raise
+            return failed(exc, ("storage.memory_limit", self.sink.memory_limit))
         if payload is None:
             return error(404, f"no event with request id {request.path_params.get('request_id')!r}", "not_found")
         if table is not None and "text/csv" in request.headers.get("accept", ""):
@@ -194,13 +205,18 @@ class StorageAPI:
         os.close(fd)
         path = Path(name)
         try:
-            count = await asyncio.to_thread(self._read, lambda _, cur: (export_events(cur, rng, fmt, path), None), {})
+            count = await asyncio.to_thread(export_events, self.sink, rng, fmt, path)
+        except Exception as exc:
+            os.unlink(name)
+            if duckdb_error(exc):
+                return failed(exc, self._work_limit)
+            raise
         except BaseException:
             os.unlink(name)
             raise
         return FileResponse(
             path, media_type=MEDIA_TYPES[fmt], filename=f"meterway-events.{fmt}",
-            headers={"x-meterway-rows": str(count[0])}, background=BackgroundTask(path.unlink),
+            headers={"x-meterway-rows": str(count)}, background=BackgroundTask(path.unlink),
         )  # fmt: skip
 
     async def reprice(self, request: Request) -> Response:
@@ -223,13 +239,22 @@ class StorageAPI:
             )  # fmt: skip
         except StorageError as exc:  # a shared lake held by another replica's maintenance for too long
             return error(409, str(exc), "store_busy")
+        except Exception as exc:
+            if not duckdb_error(exc):
+                raise
+            return failed(exc, self._work_limit)
         return _json(result.as_dict())
+
+    @property
+    def _work_limit(self) -> tuple[str, str | None]:
+        return "storage.work_memory_limit", self.sink.work_memory_limit
 
     async def status(self, request: Request) -> Response:
         def work(p: dict[str, str], cur: Any) -> tuple[Any, Table | None]:
             row = cur.execute(f"SELECT count(*), min(ts), max(ts) FROM {EVENTS}").fetchone()
+            limit = cur.execute("SELECT current_setting('memory_limit')").fetchone()
             return {
-                "schema_version": CURRENT_VERSION, "path": self.sink.location,
+                "schema_version": CURRENT_VERSION, "path": self.sink.location, "memory_limit": limit[0],
                 "retention_days": self.sink.retention_days, "degraded": self.writer.degraded,
                 "writer": asdict(self.writer.stats), "events": {"stored": row[0], "oldest": row[1], "newest": row[2]},
             }, None  # fmt: skip

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from storage import queries
-from storage.errors import StoreError
+from storage.errors import StoreError, store_failure
 from storage.tabular import Table, decimal_text, dumps, to_csv, to_terminal
 from storage.timerange import QueryError
 
@@ -73,12 +73,22 @@ def _range_options(parser: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def _store(args: argparse.Namespace, must_exist: bool = True) -> Iterator[Store]:
+def _store(args: argparse.Namespace, must_exist: bool = True, job: bool = False) -> Iterator[Store]:
+    """The store the command works on. A DuckDB error becomes a StoreError naming the memory limit that
+    applied: `storage.work_memory_limit` for a job (an export, a re-price), else `storage.memory_limit`."""
+    import duckdb
+
     from gateway.cli import load_or_exit
     from storage.stores import open_store  # here: the store (and DuckDB) only for the commands that use it
 
-    with open_store(load_or_exit(args.config), args.url, must_exist) as store:
-        yield store
+    config = load_or_exit(args.config)
+    with open_store(config, args.url, must_exist) as store:
+        try:
+            yield store
+        except duckdb.Error as exc:
+            key = "work_memory_limit" if job else "memory_limit"
+            value = getattr(config.storage, key) if config.storage.backend == "duckdb" else None
+            raise StoreError(store_failure(exc, (f"storage.{key}", value))) from None
 
 
 def _params(args: argparse.Namespace, *names: str) -> dict[str, str]:
@@ -137,7 +147,7 @@ def run_export(args: argparse.Namespace) -> int:
     params = _params(args, "since", "until")
     if args.out is None and args.format == "parquet" and sys.stdout.isatty():
         raise StoreError("Parquet is binary: pass --out FILE or redirect standard output")
-    with _store(args) as store:
+    with _store(args, job=True) as store:
         if args.out is None:
             count = store.export(args.format, params, sys.stdout.buffer)
         else:
@@ -167,7 +177,7 @@ def run_ingest(args: argparse.Namespace) -> int:
 def run_reprice(args: argparse.Namespace) -> int:
     if args.since is None:
         raise QueryError("since", "required: the start of the range to re-price")
-    with _store(args) as store:
+    with _store(args, job=True) as store:
         result = store.reprice(_params(args, "since", "until"), args.dry_run)
     verb = "would change" if args.dry_run else "changed"
     print(f"re-priced {result['since']} to {result['until']}: {result['examined']} events examined, "

@@ -101,14 +101,22 @@ class DuckDBSink:
     """Owns the DuckDB file. Thread-safe: loads and writes are serialized by a lock."""
 
     idle_checkpoint: float | None = IDLE_CHECKPOINT  # None: never checkpoint when quiet
+    memory_limit: str | None = None  # None: DuckDB's own (most of the machine's memory)
+    work_memory_limit: str | None = None
 
     def __init__(
-        self, path: Path, retention_days: int | None = None, threads: int | None = None, memory_limit: str | None = None
+        self,
+        path: Path,
+        retention_days: int | None = None,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        work_memory_limit: str | None = None,
     ) -> None:
         """`threads`: DuckDB's worker threads (default: one per core). A gateway's loads are small and
         frequent, and one thread does them with the least CPU, leaving the cores to the request path.
         `memory_limit` (default: DuckDB's, most of the machine's memory) bounds its cache of the file;
-        big queries spill to `<file>.tmp`."""
+        big queries spill to `<file>.tmp`. `work_memory_limit` is the limit while an export or a re-price
+        runs (see `working_memory`)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.location = str(path)  # what status pages show as where events are stored
@@ -131,8 +139,9 @@ class DuckDBSink:
                 f"upgrading {path} to storage schema version {SCHEMA_VERSION} failed "
                 f"(the failing step was rolled back): {exc}"
             ) from None
+        self.memory_limit, self.work_memory_limit = memory_limit, work_memory_limit
         if memory_limit is not None:
-            con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
+            _set_memory_limit(con, memory_limit)
         self._setup(con, retention_days)
 
     def _setup(self, con: duckdb.DuckDBPyConnection, retention_days: int | None) -> None:
@@ -141,6 +150,9 @@ class DuckDBSink:
         self._lock = threading.Lock()
         self._reader_lock = threading.Lock()
         self._readers = self._con.cursor()
+        self._work_lock = threading.Lock()
+        self._working = 0  # exports and re-prices running under work_memory_limit
+        self._limit_raised = False
         self._last_maintenance: float | None = None
         self._written: float | None = None  # when the last write committed, until a checkpoint follows
         self._names = ", ".join(name for name, _ in COLUMNS)
@@ -264,6 +276,8 @@ class DuckDBSink:
 
     def maintain(self) -> None:
         """Periodic housekeeping, called by the writer between loads; cheap when nothing is due."""
+        if self._limit_raised and not self._working:
+            self._shift_limit(0)
         if self.retention_due():
             self._last_maintenance = time.monotonic()
             self.apply_retention()
@@ -292,6 +306,38 @@ class DuckDBSink:
         whether it is held. One process owns a DuckDB file, so here it always is; a lake shared by
         replicas takes a lease (DuckLakeSink), waiting up to `wait` seconds for it."""
         yield True
+
+    @contextlib.contextmanager
+    def working_memory(self) -> Iterator[None]:
+        """Raise DuckDB's memory limit to `work_memory_limit` while a one-off job that must sort, join or
+        rewrite much of the file runs (an export, a re-price); the last job to end sets `memory_limit`
+        back, and DuckDB then gives its cache back down to it. Without both limits, nothing changes."""
+        if self.memory_limit is None or self.work_memory_limit is None:
+            yield
+            return
+        self._shift_limit(1)
+        try:
+            yield
+        finally:
+            self._shift_limit(-1)
+
+    def _shift_limit(self, step: int) -> None:
+        import duckdb
+
+        with self._work_lock:
+            self._working += step
+            want_raised = self._working > 0
+            if want_raised == self._limit_raised:
+                return
+            limit = self.work_memory_limit if want_raised else self.memory_limit
+            assert limit is not None
+            try:
+                with self.reader() as cur:
+                    _set_memory_limit(cur, limit)
+            except duckdb.Error as exc:  # memory it cannot give back yet: maintenance tries again
+                log.warning("storage: DuckDB's memory limit not set to %s yet: %s", limit, exc)
+                return
+            self._limit_raised = want_raised
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -327,6 +373,10 @@ class DuckDBSink:
             with self._reader_lock:
                 self._readers.close()
             self._con.close()
+
+
+def _set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class StorageError(Exception):
     """The store cannot be opened or used; the message is meant for the operator as is."""
@@ -13,3 +15,24 @@ class StorageLocked(StorageError):
 
 class StoreError(Exception):
     """What went wrong with a store command (`meterway events`, `report`, ...), worded for the operator."""
+
+
+def duckdb_error(exc: BaseException) -> bool:
+    """Whether `exc` is DuckDB's, without loading DuckDB (a worker of `serve --workers N` never does)."""
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(exc, duckdb.Error)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryException"
+
+
+def store_failure(exc: BaseException, limit: tuple[str, str | None]) -> str:
+    """What to tell the operator about a DuckDB error from a query or a job: its first line, and for running
+    out of memory, how to make room. `limit` is the setting that applied and its value (None: DuckDB's own)."""
+    detail = str(exc).split("\n", 1)[0]
+    if not out_of_memory(exc):
+        return f"the store could not do it: {detail}"
+    key, value = limit
+    raise_it = f" or raise {key} (now {value})" if value else ""
+    return f"the store ran out of memory ({detail}): ask for a shorter time range (since / until){raise_it}"

@@ -2,9 +2,12 @@
 
 Every event in the range is priced again exactly as the gateway prices a request (its provider's
 `price_as` name, the reported then the requested model, the tenant's discount, the event's own
-`ts`). Events whose price changed are rewritten in one transaction that also
+`ts`). Events whose price changed are rewritten in transactions of at most REWRITE_BATCH events
+(DuckDB holds a transaction's changes in memory), each of which also
   - keeps their old costs, currency and price_id in `event_price_audit`, and
   - takes their old costs out of the rollups and adds the new ones, so reports stay consistent.
+If one fails, the batches before it stay re-priced; a second run re-prices only what still differs.
+It all runs under `storage.work_memory_limit`.
 Events dropped by retention are no longer stored raw and keep their old prices in the rollups.
 An event's thinking mode is the one it was priced in (`thinking`); events stored before that column
 existed (NULL) are taken as in thinking mode when they used reasoning tokens.
@@ -12,6 +15,7 @@ existed (NULL) are taken as in thinking mode when they used reasoning tokens.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
@@ -41,6 +45,7 @@ _READ = ("request_id", "ts", "provider", "model", "model_requested", "tenant_id"
 _TYPES = dict(COLUMNS)
 ApplyRollups = Callable[["duckdb.DuckDBPyConnection", str, int], None]
 REWRITE_WAIT = 120.0  # seconds a re-price waits while another replica maintains a shared lake
+REWRITE_BATCH = 100_000  # changed events rewritten in one transaction at most
 
 
 @dataclass(slots=True)
@@ -70,35 +75,69 @@ def reprice(
 ) -> RepriceResult:
     result = RepriceResult(rng.since, rng.until, dry_run=dry_run)
     names = {name: i for i, name in enumerate(_READ)}
-    fd, changes = tempfile.mkstemp(prefix="meterway-reprice-", suffix=".jsonl", dir=sink.workdir)
+    changes = _Changes(sink.workdir)
     try:
-        with os.fdopen(fd, "wb") as out, sink.reader() as cur:
-            cond, params = "ts < ?", [rng.until]
-            if rng.since is not None:
-                cond, params = "ts >= ? AND ts < ?", [rng.since, rng.until]
-            cur.execute(f"SELECT {', '.join(_READ)} FROM {EVENTS} WHERE {cond} AND provider IS NOT NULL", params)
-            while rows := cur.fetchmany(10_000):
-                for row in rows:
-                    result.examined += 1
-                    new = _price(row, names, pricer, price_as or {})
-                    old = {c: row[names[c]] for c in PRICE_COLUMNS}
-                    if new == old:
-                        continue
-                    result.changed += 1
-                    if len(result.examples) < 5:
-                        result.examples.append({"request_id": row[0], "old": _plain(old), "new": _plain(new)})
-                    out.write(orjson.dumps({"request_id": row[0], **_plain(new)}) + b"\n")
-        if result.changed and not dry_run:
-            with sink.exclusive(wait=REWRITE_WAIT) as held:
-                if not held:
-                    raise StorageError(
-                        f"another gateway has been maintaining the store for over {REWRITE_WAIT:.0f} seconds: "
-                        "nothing was re-priced; try again"
-                    )
-                sink.transaction(lambda con: _rewrite(con, Path(changes), book_version, sink.apply_rollups))
+        with sink.working_memory():
+            with sink.reader() as cur:
+                cond, params = "ts < ?", [rng.until]
+                if rng.since is not None:
+                    cond, params = "ts >= ? AND ts < ?", [rng.since, rng.until]
+                cur.execute(f"SELECT {', '.join(_READ)} FROM {EVENTS} WHERE {cond} AND provider IS NOT NULL", params)
+                while rows := cur.fetchmany(10_000):
+                    for row in rows:
+                        result.examined += 1
+                        new = _price(row, names, pricer, price_as or {})
+                        old = {c: row[names[c]] for c in PRICE_COLUMNS}
+                        if new == old:
+                            continue
+                        result.changed += 1
+                        if len(result.examples) < 5:
+                            result.examples.append({"request_id": row[0], "old": _plain(old), "new": _plain(new)})
+                        if not dry_run:
+                            changes.add(orjson.dumps({"request_id": row[0], **_plain(new)}) + b"\n")
+            changes.close()
+            if changes.files:
+                with sink.exclusive(wait=REWRITE_WAIT) as held:
+                    if not held:
+                        raise StorageError(
+                            f"another gateway has been maintaining the store for over {REWRITE_WAIT:.0f} seconds: "
+                            "nothing was re-priced; try again"
+                        )
+                    for batch in changes.files:
+                        sink.transaction(functools.partial(_rewrite, changes=batch, book_version=book_version,
+                                                           apply_rollups=sink.apply_rollups))  # fmt: skip
     finally:
-        os.unlink(changes)
+        changes.remove()
     return result
+
+
+class _Changes:
+    """The new prices of changed events, as JSON lines in files of at most REWRITE_BATCH lines."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.files: list[Path] = []
+        self._out: BinaryIO | None = None
+        self._lines = 0
+
+    def add(self, line: bytes) -> None:
+        if self._out is None or self._lines == REWRITE_BATCH:
+            self.close()
+            fd, name = tempfile.mkstemp(prefix="meterway-reprice-", suffix=".jsonl", dir=self.folder)
+            self.files.append(Path(name))
+            self._out, self._lines = os.fdopen(fd, "wb"), 0
+        self._out.write(line)
+        self._lines += 1
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def remove(self) -> None:
+        self.close()
+        for path in self.files:
+            path.unlink(missing_ok=True)
 
 
 def _price(

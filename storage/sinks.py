@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 def _duckdb(storage: StorageConfig) -> DuckDBSink:
     return DuckDBSink(
-        storage.path, retention_days=storage.retention_days, threads=storage.threads, memory_limit=storage.memory_limit
-    )
+        storage.path, retention_days=storage.retention_days, threads=storage.threads, memory_limit=storage.memory_limit,
+        work_memory_limit=storage.work_memory_limit,
+    )  # fmt: skip
 
 
 def _ducklake(storage: StorageConfig) -> DuckDBSink:

@@ -139,8 +139,7 @@ class LocalStore:
         rng = range_of(params, exact=True)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"events.{fmt}"
-            with self.sink.reader() as cur:
-                count = export_events(cur, rng, fmt, path)
+            count = export_events(self.sink, rng, fmt, path)
             with path.open("rb") as data:
                 shutil.copyfileobj(data, out)
         return count

@@ -31,6 +31,7 @@ from gateway.dashboard.insights import Insights, gather
 from gateway.dashboard.pages import render
 from gateway.dashboard.params import View, parse_view
 from gateway.dashboard.store_insights import StoreInsights
+from storage.errors import duckdb_error, out_of_memory, store_failure
 from storage.tabular import to_csv
 from storage.timerange import QueryError
 
@@ -75,6 +76,13 @@ def _bad(exc: QueryError) -> Response:
     return HTMLResponse(error_page(400, exc.message), status_code=400, headers=HEADERS)
 
 
+def _failed(exc: Exception, gw: Gateway) -> Response:
+    """A query DuckDB could not finish: 503 when it ran out of memory (a shorter window may fit)."""
+    status = 503 if out_of_memory(exc) else 500
+    message = store_failure(exc, ("storage.memory_limit", gw.sink.memory_limit))
+    return HTMLResponse(error_page(status, message), status_code=status, headers=HEADERS)
+
+
 class Dashboard:
     def __init__(self, gateway_of: GatewayOf, insights_for: InsightsFor) -> None:
         self.gateway_of = gateway_of
@@ -93,6 +101,10 @@ class Dashboard:
             html = await asyncio.to_thread(self._draw, gw, view, datetime.now(UTC))
         except QueryError as exc:
             return _bad(exc)
+        except Exception as exc:
+            if not duckdb_error(exc):
+                raise
+            return _failed(exc, gw)
         return HTMLResponse(html, headers=HEADERS)
 
     def _draw(self, gw: Gateway, view: View, now: datetime) -> str:
@@ -116,6 +128,10 @@ class Dashboard:
             text = await asyncio.to_thread(self._csv, gw, query, view, datetime.now(UTC))
         except QueryError as exc:
             return _bad(exc)
+        except Exception as exc:
+            if not duckdb_error(exc):
+                raise
+            return _failed(exc, gw)
         prefix = f"meterway-{view.page_tenant}-" if view.page_tenant else "meterway-"
         disposition = f'attachment; filename="{_safe(prefix + name)}.csv"'
         return Response(text, media_type="text/csv; charset=utf-8",

@@ -85,3 +85,24 @@ def rows_per_key(con: DuckDBSink, table: str = "usage_rollup_hourly") -> int:
 def count(sink: DuckDBSink, sql: str = "SELECT count(*) FROM llm_usage_events") -> int:
     value: int = sink.query(sql)[0][0]
     return value
+
+
+def fill(sink: DuckDBSink, n: int, prefix: str = "bulk") -> None:
+    """Store `n` events like `event()`'s defaults (acme m1, 100 in / 20 out, priced by BOOK), one every
+    10 seconds from T0, with their rollups: a store bigger than a small memory limit, in a second."""
+    columns = ("request_id, ts, provider, endpoint, model_requested, model, status_code, tenant_id, feature, "
+               "input_tokens, output_tokens, total_tokens, usage_source, currency, total_cost, cost_reporting, "
+               "reporting_currency, price_id, pricing_status")  # fmt: skip
+    values = (
+        f"printf('{prefix}-%08d', i), TIMESTAMPTZ '{T0.isoformat()}' + to_seconds(i * 10), 'acme', "
+        "'chat.completions', 'm1', 'm1', 200, 't' || (i % 7), 'chat', 100, 20, 120, 'provider', 'USD', "
+        "0.000140, 0.000140, 'USD', 'acme/m1@2024-01-01T00:00:00Z', 'priced'"
+    )
+
+    def insert(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(f"CREATE TEMP TABLE _bulk AS SELECT {values} FROM range({n}) r(i)")
+        con.execute(f"INSERT INTO llm_usage_events ({columns}) SELECT * FROM _bulk")
+        rollups.apply(con, f"(SELECT * FROM llm_usage_events WHERE request_id LIKE '{prefix}-%')")
+        con.execute("DROP TABLE _bulk")
+
+    sink.transaction(insert)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import httpx
 import orjson
 import pytest
@@ -163,3 +165,35 @@ def test_admin_routes_need_the_admin_key_once_configured(guarded: LiveGateway) -
     assert ok.status_code == 200 and ok.json()["total_requests"] == 0
     assert httpx.get(url + "/healthz").status_code == 200
     assert httpx.post(url + "/v1/chat/completions", json=CHAT).status_code == 200  # client traffic is not admin
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [("/admin/summary", {}), ("/admin/events", {"status": "error"}), ("/admin/export", {"format": "parquet"}),
+     ("/dashboard", {}), ("/dashboard/export/latency.csv", {})],
+)  # fmt: skip
+def test_a_store_out_of_memory_is_a_503_naming_the_limit(
+    gw: LiveGateway, monkeypatch: pytest.MonkeyPatch, path: str, params: dict[str, str]
+) -> None:
+    sink = gw.app.gateway.sink
+
+    @contextlib.contextmanager
+    def exhausted() -> Iterator[duckdb.DuckDBPyConnection]:
+        raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256.0 KiB\nmore")
+        yield
+
+    monkeypatch.setattr(sink, "reader", exhausted)
+    r = get(gw, path, **params)
+    assert r.status_code == 503, r.text
+    limit = "storage.work_memory_limit (now 256MB)" if path == "/admin/export" else "storage.memory_limit (now 128MB)"
+    message = (
+        "the store ran out of memory (Out of Memory Error: could not allocate block of size 256.0 KiB): "
+        f"ask for a shorter time range (since / until) or raise {limit}"
+    )
+    if path.startswith("/dashboard"):
+        assert r.headers["content-type"].startswith("text/html") and message in r.text
+    else:
+        assert r.json()["error"] == {"message": message, "type": "api_error", "param": None,
+                                     "code": "store_out_of_memory"}  # fmt: skip
+    monkeypatch.undo()
+    assert get(gw, path, **params).status_code == 200  # the gateway is fine once there is room

@@ -178,6 +178,28 @@ def test_loads_and_checkpoints_fit_in_the_smallest_memory_limit(tmp_path: Path) 
         small.close()
 
 
+def test_the_work_memory_limit_holds_while_any_job_runs(tmp_path: Path) -> None:
+    sink = DuckDBSink(tmp_path / "e.duckdb", threads=1, memory_limit="64MB", work_memory_limit="256MB")
+
+    def limit() -> str:
+        value: str = sink.query("SELECT current_setting('memory_limit')")[0][0]
+        return value
+
+    try:
+        assert limit() == "61.0 MiB"
+        with sink.working_memory():
+            assert limit() == "244.1 MiB"  # 256MB
+            with sink.working_memory():  # a second job, say an export during a re-price
+                assert limit() == "244.1 MiB"
+            assert limit() == "244.1 MiB"  # the first still runs
+        assert limit() == "61.0 MiB"
+        with pytest.raises(RuntimeError), sink.working_memory():
+            raise RuntimeError("the job failed")
+        assert limit() == "61.0 MiB"
+    finally:
+        sink.close()
+
+
 IN_MEMORY = "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() WHERE tag = 'IN_MEMORY_TABLE'"
 
 

@@ -59,7 +59,7 @@ def test_bad_storage_keys_are_one_line_each(tmp_path: Path) -> None:
     assert sorted(problems) == sorted([
         "storage.fsync_interval: unknown key (expected one of backend, catalog, compaction_interval_s, data_path, "
         "flush_interval_ms, fsync, fsync_interval_ms, journal_dir, loader, max_pending_events, memory_limit, path, "
-        "retention_days, threads)",
+        "retention_days, threads, work_memory_limit)",
         "storage.memory_limit: expected a size such as '256MB' or '2GB', got 'lots'",
         "storage.fsync: expected 'interval', 'always' or 'never', got 'sometimes'",
         "storage.max_pending_events: expected an integer from 1 to 2147483648, got 'lots'",
@@ -114,6 +114,33 @@ def test_a_memory_limit_too_small_for_a_checkpoint_is_refused(tmp_path: Path) ->
     ]
     cfg.write_text("storage: {memory_limit: 64MiB}\n")
     assert load_config(cfg, env={}).storage.memory_limit == "64MIB"
+
+
+@pytest.mark.parametrize(
+    ("storage", "limits"),
+    [
+        ("{}", ("128MB", "256MB")),
+        ("{memory_limit: 64MB, work_memory_limit: 1gb}", ("64MB", "1GB")),
+        ("{memory_limit: 1GB}", ("1GB", "1GB")),  # a work limit below the steady one would shrink it
+    ],
+)
+def test_the_work_memory_limit_is_at_least_the_memory_limit(
+    tmp_path: Path, storage: str, limits: tuple[str, str]
+) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"storage: {storage}\n")
+    parsed = load_config(cfg, env={}).storage
+    assert (parsed.memory_limit, parsed.work_memory_limit) == limits
+
+
+def test_a_work_memory_limit_below_the_memory_limit_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("storage: {memory_limit: 512MB, work_memory_limit: 256MB}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg, env={})
+    assert [p.split(": ", 1)[1] for p in err.value.problems] == [
+        "storage.work_memory_limit: at least storage.memory_limit (512MB), got '256MB'"
+    ]
 
 
 DECAY = """
