@@ -74,41 +74,58 @@ def reprice(
     dry_run: bool = False,
 ) -> RepriceResult:
     result = RepriceResult(rng.since, rng.until, dry_run=dry_run)
-    names = {name: i for i, name in enumerate(_READ)}
     changes = _Changes(sink.workdir)
     try:
         with sink.working_memory():
-            with sink.reader() as cur:
-                cond, params = "ts < ?", [rng.until]
-                if rng.since is not None:
-                    cond, params = "ts >= ? AND ts < ?", [rng.since, rng.until]
-                cur.execute(f"SELECT {', '.join(_READ)} FROM {EVENTS} WHERE {cond} AND provider IS NOT NULL", params)
-                while rows := cur.fetchmany(10_000):
-                    for row in rows:
-                        result.examined += 1
-                        new = _price(row, names, pricer, price_as or {})
-                        old = {c: row[names[c]] for c in PRICE_COLUMNS}
-                        if new == old:
-                            continue
-                        result.changed += 1
-                        if len(result.examples) < 5:
-                            result.examples.append({"request_id": row[0], "old": _plain(old), "new": _plain(new)})
-                        if not dry_run:
-                            changes.add(orjson.dumps({"request_id": row[0], **_plain(new)}) + b"\n")
+            _examine(sink, pricer, rng, price_as or {}, result, None if dry_run else changes)
             changes.close()
             if changes.files:
-                with sink.exclusive(wait=REWRITE_WAIT) as held:
-                    if not held:
-                        raise StorageError(
-                            f"another gateway has been maintaining the store for over {REWRITE_WAIT:.0f} seconds: "
-                            "nothing was re-priced; try again"
-                        )
-                    for batch in changes.files:
-                        sink.transaction(functools.partial(_rewrite, changes=batch, book_version=book_version,
-                                                           apply_rollups=sink.apply_rollups))  # fmt: skip
+                _rewrite_batches(sink, changes.files, book_version)
     finally:
         changes.remove()
     return result
+
+
+def _examine(
+    sink: DuckDBSink,
+    pricer: EventPricing,
+    rng: TimeRange,
+    price_as: Mapping[str, str],
+    result: RepriceResult,
+    changes: _Changes | None,
+) -> None:
+    """Price every event of `rng` again; count them and the changed ones in `result`, and (unless a dry
+    run: `changes` None) write each changed event's new price to `changes`."""
+    names = {name: i for i, name in enumerate(_READ)}
+    cond, params = "ts < ?", [rng.until]
+    if rng.since is not None:
+        cond, params = "ts >= ? AND ts < ?", [rng.since, rng.until]
+    with sink.reader() as cur:
+        cur.execute(f"SELECT {', '.join(_READ)} FROM {EVENTS} WHERE {cond} AND provider IS NOT NULL", params)
+        while rows := cur.fetchmany(10_000):
+            for row in rows:
+                result.examined += 1
+                new = _price(row, names, pricer, price_as)
+                old = {c: row[names[c]] for c in PRICE_COLUMNS}
+                if new == old:
+                    continue
+                result.changed += 1
+                if len(result.examples) < 5:
+                    result.examples.append({"request_id": row[0], "old": _plain(old), "new": _plain(new)})
+                if changes is not None:
+                    changes.add(orjson.dumps({"request_id": row[0], **_plain(new)}) + b"\n")
+
+
+def _rewrite_batches(sink: DuckDBSink, batches: list[Path], book_version: str | None) -> None:
+    with sink.exclusive(wait=REWRITE_WAIT) as held:
+        if not held:
+            raise StorageError(
+                f"another gateway has been maintaining the store for over {REWRITE_WAIT:.0f} seconds: "
+                "nothing was re-priced; try again"
+            )
+        for batch in batches:
+            sink.transaction(functools.partial(_rewrite, changes=batch, book_version=book_version,
+                                               apply_rollups=sink.apply_rollups))  # fmt: skip
 
 
 class _Changes:
