@@ -280,16 +280,15 @@ def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageCon
         out.max_pending_events = n or out.max_pending_events
     if "threads" in sec:
         out.threads = _int("storage.threads", sec["threads"], problems, 1, 256) or out.threads
-    for key in ("memory_limit", "work_memory_limit"):
-        if key in sec and (limit := _memory_size(f"storage.{key}", sec[key], problems)):
-            setattr(out, key, limit)
-    if "work_memory_limit" not in sec and _bytes(out.memory_limit) > _bytes(WORK_MEMORY_LIMIT):
-        out.work_memory_limit = out.memory_limit
-    elif _bytes(out.work_memory_limit) < _bytes(out.memory_limit):
-        problems.append(
-            f"storage.work_memory_limit: at least storage.memory_limit ({out.memory_limit}), "
-            f"got {out.work_memory_limit!r}"
-        )
+    if "memory_limit" in sec and (limit := _memory_size("storage.memory_limit", sec["memory_limit"], problems)):
+        out.memory_limit = limit
+    if "work_memory_limit" not in sec:  # the default, or memory_limit when that is larger
+        out.work_memory_limit = max(WORK_MEMORY_LIMIT, out.memory_limit, key=_bytes)
+    elif work := _memory_size("storage.work_memory_limit", sec["work_memory_limit"], problems):
+        if _bytes(work) < _bytes(out.memory_limit):
+            problems.append(f"storage.work_memory_limit: at least storage.memory_limit ({out.memory_limit}), "
+                            f"got {sec['work_memory_limit']!r}")  # fmt: skip
+        out.work_memory_limit = work
     if sec.get("retention_days") is not None:
         out.retention_days = _int("storage.retention_days", sec["retention_days"], problems, 1, 100_000)
     if sec.get("loader") is not None:

@@ -78,7 +78,7 @@ def error(status: int, message: str, code: str = "invalid_parameter", param: str
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def failed(exc: Exception, limit: tuple[str, str | None]) -> Response:
+def failed(exc: BaseException, limit: tuple[str, str | None]) -> Response:
     """A DuckDB error in the admin API's format: 503 when it ran out of memory (a smaller range may fit)."""
     if out_of_memory(exc):
         return error(503, store_failure(exc, limit), "store_out_of_memory")
@@ -206,13 +206,10 @@ class StorageAPI:
         path = Path(name)
         try:
             count = await asyncio.to_thread(export_events, self.sink, rng, fmt, path)
-        except Exception as exc:
+        except BaseException as exc:
             os.unlink(name)
             if duckdb_error(exc):
                 return failed(exc, self._work_limit)
-            raise
-        except BaseException:
-            os.unlink(name)
             raise
         return FileResponse(
             path, media_type=MEDIA_TYPES[fmt], filename=f"meterway-events.{fmt}",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from storage import queries
-from storage.errors import StoreError, store_failure
+from storage.errors import StoreError, duckdb_error, store_failure
 from storage.tabular import Table, decimal_text, dumps, to_csv, to_terminal
 from storage.timerange import QueryError
 
@@ -76,8 +76,6 @@ def _range_options(parser: argparse.ArgumentParser) -> None:
 def _store(args: argparse.Namespace, must_exist: bool = True, job: bool = False) -> Iterator[Store]:
     """The store the command works on. A DuckDB error becomes a StoreError naming the memory limit that
     applied: `storage.work_memory_limit` for a job (an export, a re-price), else `storage.memory_limit`."""
-    import duckdb
-
     from gateway.cli import load_or_exit
     from storage.stores import open_store  # here: the store (and DuckDB) only for the commands that use it
 
@@ -85,7 +83,9 @@ def _store(args: argparse.Namespace, must_exist: bool = True, job: bool = False)
     with open_store(config, args.url, must_exist) as store:
         try:
             yield store
-        except duckdb.Error as exc:
+        except Exception as exc:
+            if not duckdb_error(exc):
+                raise
             key = "work_memory_limit" if job else "memory_limit"
             value = getattr(config.storage, key) if config.storage.backend == "duckdb" else None
             raise StoreError(store_failure(exc, (f"storage.{key}", value))) from None

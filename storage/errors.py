@@ -24,6 +24,7 @@ def duckdb_error(exc: BaseException) -> bool:
 
 
 def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is DuckDB's duckdb.OutOfMemoryException (by name: checking needs no import)."""
     return type(exc).__name__ == "OutOfMemoryException"
 
 

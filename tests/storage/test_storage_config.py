@@ -98,6 +98,8 @@ def test_ducklake_keys_parse(tmp_path: Path) -> None:
          "storage.memory_limit: at least 64MB (a checkpoint of the event table needs that much), got '32MB'"),
         ("{memory_limit: 512MB, work_memory_limit: 256MB}",
          "storage.work_memory_limit: at least storage.memory_limit (512MB), got '256MB'"),
+        ("{memory_limit: 1GB, work_memory_limit: lots}",
+         "storage.work_memory_limit: expected a size such as '256MB' or '2GB', got 'lots'"),
     ],
 )  # fmt: skip
 def test_bad_storage_values_are_one_line_each(tmp_path: Path, storage: str, problem: str) -> None:
