@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import orjson
 import pytest
 
+from storage import duckdb_sink
 from storage.duckdb_sink import DuckDBSink
 from storage.event import CLIP_TAGS, CLIP_TEXT, UsageEvent
 from tests.storage.helpers import T0, count, event, rollup_mismatches, write_segment
@@ -196,6 +198,31 @@ def test_the_work_memory_limit_holds_while_any_job_runs(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError), sink.working_memory():
             raise RuntimeError("the job failed")
         assert limit() == "61.0 MiB"
+    finally:
+        sink.close()
+
+
+def test_a_limit_that_cannot_be_lowered_yet_is_lowered_by_maintenance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = DuckDBSink(tmp_path / "e.duckdb", threads=1, memory_limit="64MB", work_memory_limit="256MB")
+    real = duckdb_sink._set_memory_limit
+
+    def busy(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+        if limit == "64MB":
+            raise duckdb.OutOfMemoryException("Out of Memory Error: failed to change memory limit")
+        real(con, limit)
+
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(duckdb_sink, "_set_memory_limit", busy)
+            with sink.working_memory():
+                pass
+            sink.maintain()  # still refused
+        assert sink.query("SELECT current_setting('memory_limit')") == [("244.1 MiB",)]
+        assert "DuckDB's memory limit not set to 64MB yet: Out of Memory Error" in caplog.text
+        sink.maintain()
+        assert sink.query("SELECT current_setting('memory_limit')") == [("61.0 MiB",)]
     finally:
         sink.close()
 
