@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from reconcile.errors import ReconcileError
+from storage.errors import duckdb_error
 
 if TYPE_CHECKING:
     import duckdb
@@ -107,11 +108,11 @@ def gateway_rows(
         GROUP BY ALL ORDER BY ALL
     """
     params: list[Any] = [currency] * 5 + [since, until, *providers]
-    import duckdb  # here: the gateway's supervisor and CLI load reconcile without DuckDB
-
     try:
         rows = as_query(query)(sql, params)
-    except duckdb.Error as exc:
+    except Exception as exc:
+        if not duckdb_error(exc):
+            raise
         raise ReconcileError(f"cannot read {TABLE}: {exc}") from None
     out = []
     for row in rows:

@@ -17,15 +17,27 @@ class StoreError(Exception):
     """What went wrong with a store command (`meterway events`, `report`, ...), worded for the operator."""
 
 
+class RelayedStoreError(Exception):
+    """A DuckDB error the store process met running a worker's read (`storage.remote.RemoteSink`), relayed
+    with the name of DuckDB's exception class (`kind`) so the worker answers it as it would its own."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 def duckdb_error(exc: BaseException) -> bool:
     """Whether `exc` is DuckDB's, without loading DuckDB (a worker of `serve --workers N` never does)."""
+    if isinstance(exc, RelayedStoreError):
+        return True
     duckdb = sys.modules.get("duckdb")
     return duckdb is not None and isinstance(exc, duckdb.Error)
 
 
 def out_of_memory(exc: BaseException) -> bool:
     """Whether `exc` is DuckDB's duckdb.OutOfMemoryException (by name: checking needs no import)."""
-    return type(exc).__name__ == "OutOfMemoryException"
+    kind = exc.kind if isinstance(exc, RelayedStoreError) else type(exc).__name__
+    return kind == "OutOfMemoryException"
 
 
 def store_failure(exc: BaseException, limit: tuple[str, str | None]) -> str:

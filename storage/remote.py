@@ -11,7 +11,9 @@ Other parts of the gateway that read the store through `gateway.sink` (the dashb
 reconciliation report) get a `RemoteSink`: its `reader()` cursors send each read-only statement to
 the store (`POST /store/sql`) and get the rows back with their Python types intact (pickled; the
 socket is private to the gateway's processes). Every statement runs on a fresh cursor in the store,
-so temporary tables do not outlive one statement. Writes are the store's alone.
+so temporary tables do not outlive one statement. A statement DuckDB fails there raises a
+`RelayedStoreError` that names DuckDB's exception class, so a worker answers a store that ran out of
+memory as the single process does, without loading DuckDB itself. Writes are the store's alone.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from starlette.routing import Route
 
 from storage.api import ROUTES, error
 from storage.duckdb_sink import DuckDBSink
-from storage.errors import StorageError
+from storage.errors import RelayedStoreError, StorageError
 from storage.writer import EventWriter
 
 if TYPE_CHECKING:
@@ -41,15 +43,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("meterway.storage")
 READY_PATH = "/store/ready"
 SQL_PATH = "/store/sql"
+ERROR_KIND = "x-meterway-error-kind"  # the class name of the DuckDB error a read met in the store process
 PICKLE = "application/x-python-pickle"
 _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "proxy-connection"}
 _OWN = _HOP | {"date", "server"}  # the worker's server sets these on the answer itself
 
 
 class RemoteStorage:
-    def __init__(self, writer: EventWriter, socket: Path) -> None:
+    def __init__(self, writer: EventWriter, socket: Path, memory_limit: str | None = None) -> None:
         self.writer = writer
-        self.sink: DuckDBSink = RemoteSink(socket)
+        self.sink: DuckDBSink = RemoteSink(socket, memory_limit)
         self.socket = socket
         self._client: httpx.AsyncClient | None = None
         self._worker = str(os.getpid()).encode()
@@ -104,8 +107,10 @@ class RemoteStorage:
 class RemoteSink(DuckDBSink):
     """The store as a worker sees it: reads go to the store process, writes are refused."""
 
-    def __init__(self, socket: Path) -> None:  # no file of its own: DuckDBSink's __init__ does not apply
+    def __init__(self, socket: Path, memory_limit: str | None = None) -> None:  # not DuckDBSink's: no file here
+        """`memory_limit`: the store process's, named when a read runs out of memory there."""
         self.socket = socket
+        self.memory_limit = memory_limit
         self.path = socket
         self.location = f"the store process at {socket}"
         self.workdir = socket.parent
@@ -129,13 +134,9 @@ class RemoteSink(DuckDBSink):
             response = self.http.post(SQL_PATH, content=pickle.dumps((sql, params or [])),
                                       headers={"content-type": PICKLE})  # fmt: skip
         except httpx.HTTPError as exc:
-            import duckdb  # the same errors as a local cursor's, so readers handle both alike
-
-            raise duckdb.ConnectionException(f"the store process does not answer: {exc}") from None
+            raise RelayedStoreError("ConnectionException", f"the store process does not answer: {exc}") from None
         if response.status_code != 200:
-            import duckdb
-
-            raise duckdb.Error(response.text)
+            raise RelayedStoreError(response.headers.get(ERROR_KIND, "Error"), response.text)
         result: tuple[Any, list[tuple[Any, ...]]] = pickle.loads(response.content)
         return result
 

@@ -92,5 +92,5 @@ def build_storage(config: Config, pricer: EventPricer) -> StorageRuntime:
     if socket is not None:
         from storage.remote import RemoteStorage
 
-        return RemoteStorage(event_writer(None, config.storage), socket)
+        return RemoteStorage(event_writer(None, config.storage), socket, config.storage.memory_limit)
     return inline_storage(config, pricer)

@@ -49,7 +49,7 @@ from governance.ratelimit import RateLimiter
 from governance.shared_ledger import ledger_routes
 from governance.shared_rates import rate_routes
 from storage.errors import StorageError
-from storage.remote import PICKLE, READY_PATH, SQL_PATH
+from storage.remote import ERROR_KIND, PICKLE, READY_PATH, SQL_PATH
 from storage.runtime import InlineStorage, inline_storage
 
 log = logging.getLogger("meterway.store")
@@ -86,7 +86,8 @@ def store_app(storage: InlineStorage, config: Config, ledger: BudgetLedger | Non
         try:
             result = pickle.dumps(await asyncio.to_thread(_read_only, storage, statement, params))
         except (duckdb.Error, ValueError, pickle.PicklingError) as exc:
-            return Response(str(exc), status_code=400, media_type="text/plain")
+            kind = type(exc).__name__ if isinstance(exc, duckdb.Error) else "InvalidInputException"
+            return Response(str(exc), status_code=400, media_type="text/plain", headers={ERROR_KIND: kind})
         return Response(result, media_type=PICKLE)
 
     return Starlette(

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from gateway.config import load_config
+from storage.errors import RelayedStoreError, duckdb_error, out_of_memory, store_failure
 from storage.journal import SegmentFile, SpoolBusy, SpoolLock, claim_orphans, closed_segments
 from storage.remote import RemoteSink
 from storage.store_process import run_store
@@ -61,7 +62,7 @@ def test_store_process_loads_the_spool_serves_reads_and_stops_when_its_pipe_clos
     store = ctx.Process(target=run_store, args=(config, str(socket), theirs))
     store.start()
     theirs.close()
-    sink = RemoteSink(socket)
+    sink = RemoteSink(socket, config.storage.memory_limit)
     try:
         assert mine.poll(60) and mine.recv()[0] == "ready"
         assert sink.writable()
@@ -71,8 +72,20 @@ def test_store_process_loads_the_spool_serves_reads_and_stops_when_its_pipe_clos
         with sink.reader() as cur:
             cur.execute("SELECT sum(requests) FROM usage_rollup_daily WHERE tenant_id = ?", ["a"])
             assert cur.fetchone() == (3,)
-        with pytest.raises(duckdb.Error, match="read-only"):
+        with pytest.raises(RelayedStoreError, match="read-only") as refused:
             sink.query("DELETE FROM llm_usage_events")
+        assert duckdb_error(refused.value) and not out_of_memory(refused.value)
+        with pytest.raises(RelayedStoreError, match="Catalog Error") as missing:
+            sink.query("SELECT * FROM no_such_table")
+        assert missing.value.kind == "CatalogException"
+        # a read too big for the store's memory limit: answered as the single process answers its own
+        with pytest.raises(RelayedStoreError, match="Out of Memory") as full:
+            sink.query("SELECT len(list(i)) FROM range(50000000) t(i)")
+        assert duckdb_error(full.value) and out_of_memory(full.value)
+        assert store_failure(full.value, ("storage.memory_limit", sink.memory_limit)).endswith(
+            "ask for a shorter time range (since / until) or raise storage.memory_limit (now 128MB)"
+        )
+        assert sink.query("SELECT count(*) FROM llm_usage_events") == [(5,)], "the store answers after it"
 
         write_segment(spool / "3-1-000000.jsonl", [event(tenant_id="c")])  # a worker's rotated segment
         wait_until(lambda: sink.query("SELECT count(*) FROM llm_usage_events") == [(6,)])
