@@ -45,7 +45,7 @@ from storage.errors import StorageError, duckdb_error, out_of_memory, store_fail
 from storage.export import FORMATS, MEDIA_TYPES, export_events
 from storage.ingest import UsageIngestor
 from storage.params import FILTERS, RANGE, check_known, filters_of, limit_of, range_of, span_for
-from storage.reprice import reprice
+from storage.reprice import SentUpstream, reprice
 from storage.schema import CURRENT_VERSION, EVENTS
 from storage.tabular import Table, dumps, to_csv
 from storage.timerange import QueryError, TimeRange, parse_month
@@ -90,11 +90,19 @@ def _json(payload: Any, status: int = 200) -> Response:
 
 
 class StorageAPI:
-    def __init__(self, sink: DuckDBSink, writer: EventWriter, pricer: EventPricer, price_as: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        sink: DuckDBSink,
+        writer: EventWriter,
+        pricer: EventPricer,
+        price_as: Mapping[str, str],
+        sent_upstream: SentUpstream | None = None,
+    ) -> None:
         self.sink = sink
         self.writer = writer
         self.pricer = pricer
         self.price_as = dict(price_as)
+        self.sent_upstream = sent_upstream
 
     def routes(self) -> list[Route]:
         return [Route(path, getattr(self, name), methods=methods) for path, name, methods in ROUTES]
@@ -231,8 +239,8 @@ class StorageAPI:
         dry = p.get("dry_run", "false").lower() in ("1", "true", "yes")
         try:
             result = await asyncio.to_thread(
-                reprice, self.sink, self.pricer, rng, price_as=self.price_as, book_version=self.pricer.pricer.version,
-                dry_run=dry,
+                reprice, self.sink, self.pricer, rng, price_as=self.price_as, sent_upstream=self.sent_upstream,
+                book_version=self.pricer.pricer.version, dry_run=dry,
             )  # fmt: skip
         except StorageError as exc:  # a shared lake held by another replica's maintenance for too long
             return error(409, str(exc), "store_busy")

@@ -1,9 +1,12 @@
 """Re-pricing stored events with the current price book, after a correction to it.
 
 Every event in the range is priced again exactly as the gateway prices a request (its provider's
-`price_as` name, the reported then the requested model, the tenant's discount, the event's own
-`ts`). Events whose price changed are rewritten in transactions of at most REWRITE_BATCH events
-(DuckDB holds a transaction's changes in memory), each of which also
+`price_as` name; the reported model, then the model sent upstream, then the requested one; the
+tenant's discount; the event's own `ts`). The model sent upstream is not stored: `sent_upstream`
+finds it again from the requested model with the gateway's current routing (an alias's target, or
+a `provider/model` name without its prefix). Events whose price changed are rewritten in
+transactions of at most REWRITE_BATCH events (DuckDB holds a transaction's changes in memory), each
+of which also
   - keeps their old costs, currency and price_id in `event_price_audit`, and
   - takes their old costs out of the rollups and adds the new ones, so reports stay consistent.
 If one fails, the batches before it stay re-priced; a second run re-prices only what still differs.
@@ -44,6 +47,7 @@ _READ = ("request_id", "ts", "provider", "model", "model_requested", "tenant_id"
          "cache_write_tokens", "output_tokens", "reasoning_tokens", "thinking", *PRICE_COLUMNS)  # fmt: skip
 _TYPES = dict(COLUMNS)
 ApplyRollups = Callable[["duckdb.DuckDBPyConnection", str, int], None]
+SentUpstream = Callable[[str, str], str | None]  # (provider, requested model) -> the model sent upstream
 REWRITE_WAIT = 120.0  # seconds a re-price waits while another replica maintains a shared lake
 REWRITE_BATCH = 100_000  # changed events rewritten in one transaction at most
 
@@ -70,6 +74,7 @@ def reprice(
     rng: TimeRange,
     *,
     price_as: Mapping[str, str] | None = None,
+    sent_upstream: SentUpstream | None = None,
     book_version: str | None = None,
     dry_run: bool = False,
 ) -> RepriceResult:
@@ -77,7 +82,7 @@ def reprice(
     changes = _Changes(sink.workdir)
     try:
         with sink.working_memory():
-            _examine(sink, pricer, rng, price_as or {}, result, None if dry_run else changes)
+            _examine(sink, pricer, rng, _Names(price_as or {}, sent_upstream), result, None if dry_run else changes)
             changes.close()
             if changes.files:
                 _rewrite_batches(sink, changes.files, book_version)
@@ -90,13 +95,13 @@ def _examine(
     sink: DuckDBSink,
     pricer: EventPricing,
     rng: TimeRange,
-    price_as: Mapping[str, str],
+    names: _Names,
     result: RepriceResult,
     changes: _Changes | None,
 ) -> None:
     """Price every event of `rng` again; count them and the changed ones in `result`, and (unless a dry
     run: `changes` None) write each changed event's new price to `changes`."""
-    names = {name: i for i, name in enumerate(_READ)}
+    at = {name: i for i, name in enumerate(_READ)}
     cond, params = "ts < ?", [rng.until]
     if rng.since is not None:
         cond, params = "ts >= ? AND ts < ?", [rng.since, rng.until]
@@ -105,8 +110,8 @@ def _examine(
         while rows := cur.fetchmany(10_000):
             for row in rows:
                 result.examined += 1
-                new = _price(row, names, pricer, price_as)
-                old = {c: row[names[c]] for c in PRICE_COLUMNS}
+                new = _price(row, at, pricer, names)
+                old = {c: row[at[c]] for c in PRICE_COLUMNS}
                 if new == old:
                     continue
                 result.changed += 1
@@ -157,17 +162,32 @@ class _Changes:
             path.unlink(missing_ok=True)
 
 
-def _price(
-    row: tuple[Any, ...], names: dict[str, int], pricer: EventPricing, price_as: Mapping[str, str]
-) -> dict[str, Any]:
-    usage = Usage(**{k: row[names[k]] or 0 for k in ("input_tokens", "cached_input_tokens", "cache_write_tokens",
-                                                     "output_tokens", "reasoning_tokens")})  # fmt: skip
-    provider = row[names["provider"]]
-    models = tuple(dict.fromkeys(m for m in (row[names["model"]], row[names["model_requested"]]) if m))
-    thinking = row[names["thinking"]]
+@dataclass(frozen=True, slots=True)
+class _Names:
+    """The names an event is priced under, as the gateway would price it now."""
+
+    price_as: Mapping[str, str]
+    sent_upstream: SentUpstream | None
+
+    def provider(self, provider: str) -> str:
+        return self.price_as.get(provider, provider)
+
+    def models(self, provider: str, model: str | None, requested: str | None) -> tuple[str, ...]:
+        """The gateway's candidates: the reported model, the model sent upstream, the requested one."""
+        upstream = self.sent_upstream(provider, requested) if self.sent_upstream is not None and requested else None
+        return tuple(dict.fromkeys(m for m in (model, upstream, requested) if m)) or ("",)
+
+
+def _price(row: tuple[Any, ...], at: dict[str, int], pricer: EventPricing, names: _Names) -> dict[str, Any]:
+    usage = Usage(**{k: row[at[k]] or 0 for k in ("input_tokens", "cached_input_tokens", "cache_write_tokens",
+                                                  "output_tokens", "reasoning_tokens")})  # fmt: skip
+    provider = row[at["provider"]]
+    thinking = row[at["thinking"]]
     priced = pricer.price_event(
-        usage, provider=price_as.get(provider, provider), models=models or ("",), at=row[names["ts"]],
-        thinking=usage.reasoning_tokens > 0 if thinking is None else thinking, tenant=row[names["tenant_id"]],
+        usage, provider=names.provider(provider), models=names.models(provider, row[at["model"]],
+                                                                      row[at["model_requested"]]),
+        at=row[at["ts"]], thinking=usage.reasoning_tokens > 0 if thinking is None else thinking,
+        tenant=row[at["tenant_id"]],
     )  # fmt: skip
     return {
         "currency": priced.currency, "input_cost": priced.input_cost, "cached_input_cost": priced.cached_input_cost,

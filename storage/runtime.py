@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from starlette.routing import Route
 
+from gateway.routing import ModelRouter
 from storage.api import StorageAPI
 from storage.duckdb_sink import DuckDBSink
 from storage.errors import StorageError
@@ -26,6 +27,7 @@ from storage.writer import EventSink, EventWriter
 if TYPE_CHECKING:
     from gateway.config import Config, StorageConfig
     from gateway.costing import EventPricer
+    from storage.reprice import SentUpstream
 
 
 class StorageRuntime(Protocol):
@@ -75,6 +77,18 @@ def price_as(config: Config) -> dict[str, str]:
     return {name: p.pricing_provider for name, p in config.providers.items()}
 
 
+def sent_upstream(config: Config) -> SentUpstream:
+    """The model the gateway sends upstream for a requested one, by its current routing (for re-pricing:
+    events keep the requested and the reported model, not the one sent)."""
+    router = ModelRouter(config.models, config.providers)
+
+    def upstream(provider: str, requested: str) -> str | None:
+        found = router.resolve(requested)
+        return found[1] if found is not None and found[0].name == provider else None
+
+    return upstream
+
+
 def inline_storage(config: Config, pricer: EventPricer) -> InlineStorage:
     sink = open_sink(config.storage)
     writer = event_writer(sink, config.storage)
@@ -83,7 +97,7 @@ def inline_storage(config: Config, pricer: EventPricer) -> InlineStorage:
     except StorageError:
         sink.close()
         raise
-    return InlineStorage(sink, writer, StorageAPI(sink, writer, pricer, price_as(config)))
+    return InlineStorage(sink, writer, StorageAPI(sink, writer, pricer, price_as(config), sent_upstream(config)))
 
 
 def build_storage(config: Config, pricer: EventPricer) -> StorageRuntime:

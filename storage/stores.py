@@ -32,6 +32,7 @@ from storage.ingest import Invalid, Rejected, UsageIngestor, read_jsonl
 from storage.journal import SpoolLock, claim_orphans, closed_segments
 from storage.params import filters_of, limit_of, range_of, span_for
 from storage.reprice import reprice
+from storage.runtime import price_as, sent_upstream
 from storage.sinks import open_sink
 from storage.tabular import Table
 from storage.timerange import QueryError, parse_month
@@ -122,7 +123,7 @@ class LocalStore:
 
     @property
     def price_as(self) -> dict[str, str]:
-        return {name: p.pricing_provider for name, p in self.config.providers.items()}
+        return price_as(self.config)
 
     def report(self, by: str, params: dict[str, str]) -> tuple[dict[str, Any], Table]:
         rng = range_of(params, span_for(by))
@@ -160,8 +161,8 @@ class LocalStore:
         rng = range_of(params, exact=True)
         pricer = self.pricer
         try:
-            result = reprice(self.sink, pricer, rng, price_as=self.price_as, book_version=pricer.pricer.version,
-                             dry_run=dry_run)  # fmt: skip
+            result = reprice(self.sink, pricer, rng, price_as=self.price_as, sent_upstream=sent_upstream(self.config),
+                             book_version=pricer.pricer.version, dry_run=dry_run)  # fmt: skip
         except StorageError as exc:  # a shared lake held by another replica's maintenance for too long
             raise StoreError(str(exc)) from None
         return result.as_dict()

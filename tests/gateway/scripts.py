@@ -150,3 +150,11 @@ async def slow_chat(request: web.Request) -> web.StreamResponse:
 
 
 ALL["slowchat"] = slow_chat
+
+
+async def dated_model(request: web.Request) -> web.StreamResponse:
+    """The chat answer naming a dated model the price book does not know (priced by the name sent upstream)."""
+    return web.json_response({**COMPLETION, "model": "gpt-4o-mini-2099-01-01"})
+
+
+ALL["dated"] = dated_model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             {"name": "mini", "provider": "chat", "model": "gpt-4o-mini"},
             {"name": "glob-*", "provider": "echo"},
             {"name": "nousage-model", "provider": "nousage"},
+            {"name": "dated-mini", "provider": "dated", "model": "gpt-4o-mini"},
         ],
     }
     live = LiveGateway.from_doc(tmp_path_factory.mktemp("gw"), doc).start()
@@ -237,6 +239,28 @@ def test_alias_rewrite_and_provider_prefix(gw: LiveGateway, upstream: Upstream) 
     assert upstream.requests[-1].json()["model"] == "gpt-4o-mini"
     r = post(gw, "/v1/chat/completions", {**CHAT, "model": "echo/some-model"})
     assert r.status_code == 200 and upstream.requests[-1].json()["model"] == "some-model"
+
+
+def test_a_reprice_on_an_unchanged_book_changes_nothing(gw: LiveGateway) -> None:
+    """The upstream reports a model the book does not know: the gateway prices the model it sent upstream
+    (an alias's target, a prefixed name without its prefix), and so does a re-price."""
+    since = httpx.get(f"{gw.url}/healthz").headers["date"]
+    ids = [post(gw, "/v1/chat/completions", {**CHAT, "model": model}).headers["x-meterway-request-id"]
+           for model in ("dated-mini", "dated/gpt-4o-mini")]  # fmt: skip
+    for request_id in ids:
+        event = gw.event(request_id)
+        assert event["model"] == "gpt-4o-mini-2099-01-01"
+        assert event["pricing_status"] == "priced" and event["price_id"].startswith("openai/gpt-4o-mini@")
+        assert event["total_cost"] == Decimal("0.0000036")
+    r = httpx.post(f"{gw.url}/admin/reprice", params={"since": _iso(since), "dry_run": "true"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["examined"] >= 2 and r.json()["changed"] == 0, r.json()["examples"]
+
+
+def _iso(http_date: str) -> str:
+    from email.utils import parsedate_to_datetime
+
+    return (parsedate_to_datetime(http_date) - timedelta(seconds=1)).isoformat()
 
 
 def test_models_list_and_health(gw: LiveGateway, client: openai.OpenAI) -> None:
