@@ -77,7 +77,7 @@ class MeterwayApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if path.startswith("/v1/") and path not in _CONTROL_V1:
+            if path.startswith("/v1/") and path not in _CONTROL_V1 and not path.startswith("/v1/models/"):
                 return await self._proxy(scope, receive, send)
             if not path.startswith(_CONTROL_PREFIXES) and path[1:].partition("/")[0] in self._providers:
                 return await self._proxy(scope, receive, send)
@@ -224,6 +224,16 @@ async def list_models(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": data})
 
 
+async def retrieve_model(request: Request) -> Response:
+    """`GET /v1/models/{model}`: any name the gateway routes (exact, glob or `provider/model`)."""
+    model = request.path_params["model"]
+    found = _gateway(request).proxy.router.resolve(model)
+    if found is None:
+        message = f"The model '{model}' is not configured on this gateway"
+        return Response(error_body(404, "model_not_found", message), status_code=404, media_type="application/json")
+    return JSONResponse({"id": model, "object": "model", "created": 0, "owned_by": found[0].name})
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 404)
     message = f"no route for {request.method} {request.url.path}"
@@ -251,6 +261,7 @@ def _control_routes() -> list[Route]:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/v1/models", list_models),
+        Route("/v1/models/{model:path}", retrieve_model),
         *pricing_api.routes(lambda request: _gateway(request).pricer, admin_guard),
     ]
 

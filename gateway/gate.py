@@ -87,6 +87,21 @@ class Gate:
         if not self.active:
             return OPEN
         admission = Admission()
+        try:
+            return await self._admit(admission, request_id, call, attr, headers, at)
+        except GatewayError as err:  # a refused request still names its key in its event
+            err.key_id = admission.key.id if admission.key else None
+            raise
+
+    async def _admit(
+        self,
+        admission: Admission,
+        request_id: str,
+        call: Call,
+        attr: Attribution,
+        headers: list[tuple[bytes, bytes]],
+        at: datetime,
+    ) -> Admission:
         self._authenticate(admission, call, attr, headers)
         if not (self.config.rate_limits or self.config.budgets):
             return admission if admission.key is not None else OPEN
@@ -145,13 +160,13 @@ class Gate:
             raise GatewayError(
                 401, "invalid_api_key", FAILURE_MESSAGES.get(found, "invalid gateway key"), "unauthorized"
             )
-        denied = check_access(found, call.provider.name, call.model_upstream or "")
-        if denied:
-            raise GatewayError(403, "permission_denied", denied, "forbidden")
         admission.key, admission.key_header = found, header
         attr.tenant_id = found.tenant  # the key decides the tenant; a header cannot override it
         attr.user_id = found.user or attr.user_id
         attr.feature = found.feature or attr.feature
+        denied = check_access(found, call.provider.name, call.model_upstream or "")
+        if denied:
+            raise GatewayError(403, "permission_denied", denied, "forbidden")
 
     async def settle(self, admission: Admission, event: UsageEvent) -> None:
         if admission is OPEN:

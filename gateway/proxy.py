@@ -1,7 +1,7 @@
 """Forwarding and streaming: the request path from the client to the upstream and back.
 
     read body -> route (OpenAI route by model, or raw /{provider}/{path}) -> attribution
-    -> kind builds the upstream request -> httpx (stream) -> meter relays bytes as they arrive
+    -> kind builds the upstream request -> the upstream client -> meter relays bytes as they arrive
     -> event built, priced, journaled -> last bytes to the client
 
 The event is journaled before the client receives the end of its response, so every answered
@@ -29,6 +29,7 @@ from gateway.metering import Outcome, build_event
 from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig, ProviderKind
 from gateway.routing import ModelRouter
 from gateway.upstream import Upstream, UpstreamConnectError, UpstreamError, UpstreamResponse, UpstreamTimeout
+from gateway.usage import Usage
 from pricing.pricer import EventPricing
 from storage.event import UsageEvent
 
@@ -96,15 +97,20 @@ class Proxy:
         call: Call | None = None
         attr = Attribution()
         try:
-            raw = await self._read_body(receive)
             if path.startswith("/v1/"):
+                if scope["method"] != "POST":
+                    served = "the gateway routes POST requests by the body's model (GET /v1/models lists them)"
+                    message = f"{scope['method']} {path} is not served: {served}"
+                    raise GatewayError(405, "method_not_allowed", message, headers={"allow": "POST"})
+                raw = await self._read_body(receive)
                 call = self._route_openai(path[4:], raw)
             else:
                 name, _, rest = path[1:].partition("/")
                 provider = self.providers.get(name)
                 if provider is None:
                     raise GatewayError(404, "unknown_provider", f"no provider named {name!r} is configured")
-                api = self.kinds[provider.kind]
+                api = self.kinds[provider.kind]  # from here on, errors answer in the provider's own format
+                raw = await self._read_body(receive)
                 client_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
                 call = api.shape_raw(provider, scope["method"], rest, _parse_raw(raw, scope), client_headers)
             attr = self.attribution.read(scope["headers"], call.body)
@@ -331,13 +337,21 @@ class Proxy:
             tags=attr.tags,
             reporting_currency=self.pricer.reporting_currency,
         )
-        if call is not None:
+        if call is not None:  # priced like any request with no usage: a zero under the entry it would have had
             event.provider, event.endpoint = call.provider.name, call.endpoint
             event.model_requested, event.model, event.stream = call.model_requested, call.model_upstream, call.stream
-            event.thinking = call.thinking
+            event.thinking = thinking = bool(call.thinking)
+            models = tuple(dict.fromkeys(m for m in (call.model_upstream, call.model_requested) if m)) or ("",)
+            try:
+                event.set_price(self.pricer.price_event(
+                    Usage(), provider=call.provider.pricing_provider, models=models, at=ex.ts, thinking=thinking,
+                    tenant=attr.tenant_id,
+                ))  # fmt: skip
+            except Exception:  # the answer and the event matter more: it stays unpriced
+                log.exception("request %s: pricing its refusal failed", ex.request_id)
         if self.gate is not None:
             self.gate.release(ex.admission)
-            event.api_key_id = ex.admission.key.id if ex.admission.key else None
+            event.api_key_id = ex.admission.key.id if ex.admission.key else err.key_id
         self.submit(event)
         if err.status != 499 and not ex.responded:
             ex.responded = True

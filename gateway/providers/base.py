@@ -111,6 +111,7 @@ class GatewayError(Exception):
         self.message = message
         self.error_type = error_type or code
         self.headers = headers or {}
+        self.key_id: str | None = None  # the gateway key a refused request carried (its event's api_key_id)
 
 
 class ProviderKind(Protocol):

@@ -28,7 +28,8 @@ def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "anthropic-bad": {"kind": "anthropic", "price_as": "anthropic",
                           "base_url": upstream.fixture_url("anthropic_messages_error_400_invalid_request")},
     }  # fmt: skip
-    live = LiveGateway.from_doc(tmp_path_factory.mktemp("anthropic"), {"providers": providers}).start()
+    doc = {"providers": providers, "server": {"max_body_bytes": 65536}}
+    live = LiveGateway.from_doc(tmp_path_factory.mktemp("anthropic"), doc).start()
     yield live
     live.stop()
 
@@ -96,3 +97,7 @@ def test_gateway_errors_on_the_anthropic_route_use_anthropic_format(gw: LiveGate
     body = r.json()
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
     assert "not valid JSON" in body["error"]["message"]
+    big = {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "x" * 70000}]}
+    r = httpx.post(f"{gw.url}/anthropic/v1/messages", json=big)
+    assert r.status_code == 413 and r.json()["type"] == "error", r.text
+    assert "exceeds the limit of 65536 bytes" in r.json()["error"]["message"]

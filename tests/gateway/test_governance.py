@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -84,6 +85,38 @@ def test_revoked_keys_are_refused(keyed: tuple[LiveGateway, str, Path]) -> None:
                    check=True, cwd=REPO, capture_output=True)  # fmt: skip
     r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"x-api-key": key})
     assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+
+
+def test_refused_requests_keep_their_key_and_tenant_and_are_priced_at_zero(upstream: Upstream, tmp_path: Path) -> None:
+    """A refusal is billed nothing, under the entry its model would have had, and a re-price agrees."""
+    doc = governed(upstream, tmp_path, {"auth": {"require_keys": True}, "rate_limits": [{"tenant": "acme", "rpm": 1}]})
+    config = write_config(tmp_path, doc)
+    key, narrow = create_key(config, "acme"), create_key(config, "acme", "--models", "echo-model")
+    listing = subprocess.run([sys.executable, "-m", "gateway.cli", "keys", "list", "--config", str(config)],
+                             capture_output=True, text=True, check=True, cwd=REPO).stdout  # fmt: skip
+    ids = [line.split()[0] for line in listing.splitlines()[1:]]
+    gw = LiveGateway.from_doc(tmp_path, doc).start()
+    try:
+
+        def send(credential: str | None) -> httpx.Response:
+            headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+            return httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={**headers, "X-Tenant-Id": "x"})
+
+        answers = [send(None), send(narrow), send(key), send(key)]
+        assert [r.status_code for r in answers] == [401, 403, 200, 429]
+        events = [gw.event(r.headers["x-meterway-request-id"]) for r in answers]
+        assert [(e["tenant_id"], e["api_key_id"] in ids) for e in events] == [
+            ("x", False), ("acme", True), ("acme", True), ("acme", True),
+        ]  # fmt: skip
+        assert events[1]["api_key_id"] != events[2]["api_key_id"] == events[3]["api_key_id"]
+        for event in (events[0], events[1], events[3]):
+            assert event["pricing_status"] == "priced" and event["price_id"].startswith("openai/gpt-4o-mini@")
+            assert event["total_cost"] == 0 and event["input_tokens"] == 0 and event["usage_source"] == "none"
+        since = (events[0]["ts"] - timedelta(seconds=1)).isoformat()
+        r = httpx.post(f"{gw.url}/admin/reprice", params={"since": since, "dry_run": "true"}, timeout=30)
+        assert r.status_code == 200 and r.json()["examined"] == 4 and r.json()["changed"] == 0, r.text
+    finally:
+        gw.stop()
 
 
 def test_64_concurrent_requests_cannot_overshoot_a_budget(upstream: Upstream, tmp_path: Path) -> None:

@@ -201,6 +201,16 @@ def test_malformed_json_and_missing_model_are_400(gw: LiveGateway) -> None:
     gw.event(r.headers["x-meterway-request-id"])
 
 
+def test_other_methods_on_the_routed_paths_are_405(gw: LiveGateway) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        r = httpx.request(method, f"{gw.url}/v1/chat/completions")
+        assert r.status_code == 405 and r.headers["allow"] == "POST", r.text
+        error = r.json()["error"]
+        assert error["code"] == "method_not_allowed"
+        assert f"{method} /v1/chat/completions is not served" in error["message"]
+    assert gw.event(r.headers["x-meterway-request-id"])["status_code"] == 405
+
+
 def test_body_too_large_is_413(gw: LiveGateway) -> None:
     r = post(gw, "/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": "x" * 70000}]})
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
@@ -266,6 +276,12 @@ def _iso(http_date: str) -> str:
 def test_models_list_and_health(gw: LiveGateway, client: openai.OpenAI) -> None:
     ids = {m.id for m in client.models.list()}
     assert {"gpt-4o-mini", "mini", "nousage-model"} <= ids and "glob-*" not in ids
+    assert client.models.retrieve("mini").owned_by == "chat"
+    assert client.models.retrieve("glob-anything").owned_by == "echo"
+    assert client.models.retrieve("echo/some-model").id == "echo/some-model"
+    with pytest.raises(openai.NotFoundError) as info:
+        client.models.retrieve("no-such-model")
+    assert info.value.code == "model_not_found"
     for path in ("/healthz", "/readyz", "/no/such/route"):
         r = httpx.get(f"{gw.url}{path}")
         assert "x-meterway-request-id" in r.headers
