@@ -55,8 +55,8 @@ MAX_RECORDS = 10_000
 # (path, handler, methods): also what a gateway worker forwards to the store process (storage/remote.py)
 ROUTES: tuple[tuple[str, str, list[str] | None], ...] = (
     ("/admin/summary", "summary", None),
-    ("/admin/tenants/{tenant}/summary", "summary", None),
-    ("/admin/tenants/{tenant}/daily", "daily", None),
+    ("/admin/tenants/{tenant:path}/summary", "summary", None),  # a tenant id may hold "/"
+    ("/admin/tenants/{tenant:path}/daily", "daily", None),
     ("/admin/daily", "daily", None),
     ("/admin/top-tenants", "top_tenants", None),
     ("/admin/costs/{by}", "costs", None),

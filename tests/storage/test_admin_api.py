@@ -50,6 +50,22 @@ def test_tenant_summary(gw: LiveGateway) -> None:
     assert Decimal(data["total_cost"]) == stored
 
 
+def test_a_tenant_id_with_a_slash_has_its_own_summary(tmp_path: Path) -> None:
+    gateway = LiveGateway.from_doc(tmp_path, DEMO).start()
+    try:
+        for tenant in ("team/a", "team/a", "team"):
+            r = httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, headers={"x-tenant-id": tenant})
+            assert r.status_code == 200
+        gateway.flush()
+        summary = get(gateway, "/admin/tenants/team%2Fa/summary")
+        assert summary.status_code == 200 and summary.json()["tenant_id"] == "team/a", summary.text
+        assert summary.json()["total_requests"] == 2
+        assert sum(d["requests"] for d in get(gateway, "/admin/tenants/team%2Fa/daily").json()["data"]) == 2
+        assert get(gateway, "/admin/tenants/team/summary").json()["total_requests"] == 1
+    finally:
+        gateway.stop()
+
+
 def test_overall_summary_daily_top_tenants_and_breakdowns(gw: LiveGateway) -> None:
     overall = get(gw, "/admin/summary").json()
     assert overall["total_requests"] == 10 and set(overall["by_tenant"]) == {"acme", "globex"}
