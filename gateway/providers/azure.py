@@ -43,6 +43,9 @@ class AzureKind:
             raise GatewayError(404, "not_found", f"unknown endpoint /v1/{op}")
         deployment = deployment_for(provider, model_upstream)
         call = openai.shape_call(provider, f"openai/deployments/{deployment}/{op}", body)
+        if model_upstream != call.model_requested:  # an alias or a `provider/model` name: Azure sees its own
+            body["model"] = model_upstream
+            call.body_changed = True
         call.model_upstream = provider.deployments.get(deployment, model_upstream)
         return call
 

@@ -21,6 +21,14 @@ def test_openai_route_goes_to_the_deployment_with_api_version() -> None:
     assert [(k, v) for k, v in up.headers if k.lower() in ("api-key", "authorization")] == [("api-key", "az-key")]
 
 
+def test_a_prefixed_or_aliased_model_reaches_azure_as_the_deployment_name() -> None:
+    prov = provider("azure", base_url=BASE, deployments={"mydep": "gpt-4o"})
+    body = {"model": "azure/mydep", "messages": []}
+    call = AZURE.shape_openai(prov, "chat/completions", body, "mydep")
+    assert call.path == "openai/deployments/mydep/chat/completions" and call.body_changed
+    assert body["model"] == "mydep" and (call.model_requested, call.model_upstream) == ("azure/mydep", "gpt-4o")
+
+
 def test_raw_route_keeps_the_clients_api_version_and_maps_the_deployment() -> None:
     prov = provider("azure", base_url=BASE, api_version="2025-01-01", deployments={"gpt-4o": "gpt-4o-2024-11-20"})
     call = AZURE.shape_raw(prov, "POST", "openai/deployments/gpt-4o/chat/completions", {"messages": []})
