@@ -68,8 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1; more share one store)")
     serve.set_defaults(handler=cmd_serve)
 
-    demo = sub.add_parser("demo", help="the gateway with a simulated upstream and generated traffic")
-    _add_config(demo)
+    demo = sub.add_parser("demo", help="the gateway with a simulated upstream and generated traffic (its own config)")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--data", default="data/demo/meterway.duckdb", help="where the demo stores its events")

@@ -43,7 +43,7 @@ from gateway.providers.base import ProviderConfig
 from gateway.providers.demo import answer_for
 from gateway.providers.openai import request_text
 from gateway.server import GatewayServer, uvicorn_config
-from governance.config import BudgetConfig, GovernanceConfig
+from governance.config import AlertsConfig, AnomalyConfig, BudgetConfig, GovernanceConfig
 from governance.scope import Selector
 from storage.duckdb_sink import DuckDBSink
 from storage.ingest import UsageIngestor
@@ -105,6 +105,9 @@ CLAUSES = (
 )
 
 
+DEMO_ANOMALY_CHECK = 10  # seconds between anomaly checks: the spike shows within seconds, not the default 5 minutes
+
+
 def demo_config(data: Path, port: int, host: str = "127.0.0.1", pricing: PricingConfig | None = None) -> Config:
     cfg = Config(pricing=pricing or PricingConfig(), storage=StorageConfig(path=data))
     cfg.server.host, cfg.server.port = host, port
@@ -116,7 +119,7 @@ def demo_config(data: Path, port: int, host: str = "127.0.0.1", pricing: Pricing
         BudgetConfig("globex-daily", Decimal(5), "USD", "day", Selector(tenant=SPIKE_TENANT), (Decimal("0.8"),)),
         BudgetConfig("acme-monthly", Decimal(2000), "CNY", "month", Selector(tenant="acme"), (Decimal("0.8"),)),
         BudgetConfig("all-monthly", Decimal(1500), "USD", "month", Selector(), (Decimal("0.8"), Decimal(1))),
-    ))  # fmt: skip
+    ), alerts=AlertsConfig(anomaly=AnomalyConfig(interval_seconds=DEMO_ANOMALY_CHECK)))  # fmt: skip
     return cfg
 
 

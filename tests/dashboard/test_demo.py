@@ -31,7 +31,7 @@ def test_demo_serves_spikes_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     args = ["demo", "--port", str(port), "--data", str(tmp_path / "demo.duckdb"), "--history-days", "4",
-            "--spike-after", "0.5"]  # fmt: skip
+            "--spike-after", "3"]  # fmt: skip
     proc = GatewayProcess(args, cwd=REPO, log=tmp_path / "demo.log")
     proc.start(f"{base}/healthz")
     try:
@@ -50,6 +50,15 @@ def test_demo_serves_spikes_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
         assert page.status_code == 200
         anomalies = page.text.split('id="anomalies"', 1)[1].split("</section>", 1)[0]
         assert "globex" in anomalies and "spend" in anomalies
+
+        def logged() -> set[tuple[str, str]]:  # what the anomaly checks stored (and notify), every 10 s in the demo
+            found = httpx.get(f"{base}/admin/anomalies", params={"tenant": "globex"}, timeout=30).json()
+            return {(a["tenant"], a["metric"]) for a in found["anomalies"]}
+
+        deadline = time.monotonic() + 60
+        while ("globex", "spend") not in logged() and time.monotonic() < deadline:
+            time.sleep(1)
+        assert ("globex", "spend") in logged(), proc.log.read_text()
         code = proc.terminate(signal.SIGINT)
     finally:
         proc.kill()
