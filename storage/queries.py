@@ -31,7 +31,7 @@ ROLLUP = {"hour": "usage_rollup_hourly", "day": "usage_rollup_daily", "month": "
 MAX_HOURS = 24 * 93
 NONE_KEY = "(none)"
 COUNTS = ("requests", "errors", "unpriced", *TOKENS)
-_BRIEF = ["requests", "errors", "input_tokens", "output_tokens", "total_tokens", "costs", "cost_reporting"]
+_BRIEF = ["requests", "errors", "unpriced", "input_tokens", "output_tokens", "total_tokens", "costs", "cost_reporting"]
 
 
 @dataclass(frozen=True, slots=True)

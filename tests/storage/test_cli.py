@@ -80,9 +80,14 @@ def test_report_formats(stored: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert [r["day"] for r in rows] == ["2025-03-10", "2025-03-11", "2025-03-31", "2025-04-01"]
     assert main(["report", "--config", str(stored), "--by", "model", "--tenant", "acme"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[1].split() == ["model", "requests", "errors", "input_tokens", "output_tokens", "total_tokens",
-                                "costs", "cost_reporting"]  # fmt: skip
-    assert table[3].split()[:2] == ["m2", "1"] and table[3].split()[-1] == "0.003080"
+    assert table[1].split() == ["model", "requests", "errors", "unpriced", "input_tokens", "output_tokens",
+                                "total_tokens", "costs", "cost_reporting"]  # fmt: skip
+    assert table[3].split()[:3] == ["m2", "1", "0"] and table[3].split()[-1] == "0.003080"
+    unknown = {**RECORDS[1], "model": "m9", "ts": "2025-03-12T08:00:00Z"}  # no entry in the book
+    assert ingest(stored, capsys, [orjson.dumps(unknown)])[0] == 0
+    assert main(["report", "--config", str(stored), "--by", "model", "--tenant", "acme"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[3:]}
+    assert rows["m9"][1:4] == ["1", "0", "1"], "an unpriced model shows as unpriced, not as a cost of zero"
 
 
 def test_report_rejects_a_bad_time_in_one_line(stored: Path, capsys: pytest.CaptureFixture[str]) -> None:
