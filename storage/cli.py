@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from storage.stores import Store
 
 Handler = Callable[[argparse.Namespace], int]
+DEFAULT_CONFIG = "config.yaml"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,8 +61,12 @@ def _command(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str, handler: Handler
 ) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("--config", default="config.yaml", help="config file (default: ./config.yaml)")
-    parser.add_argument("--url", help="a running gateway to ask (default: the file, or the configured gateway)")
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="config file (default: ./config.yaml)")
+    parser.add_argument(
+        "--url",
+        help="a running gateway to ask (default: the file, or the configured gateway); "
+        "the admin key is read from auth.admin_key_env's variable, else MW_ADMIN_KEY",
+    )
     parser.set_defaults(handler=handler)
     return parser
 
@@ -77,9 +82,13 @@ def _store(args: argparse.Namespace, must_exist: bool = True, job: bool = False)
     """The store the command works on. A DuckDB error becomes a StoreError naming the memory limit that
     applied: `storage.work_memory_limit` for a job (an export, a re-price), else `storage.memory_limit`."""
     from gateway.cli import load_or_exit
+    from gateway.config import Config
     from storage.stores import open_store  # here: the store (and DuckDB) only for the commands that use it
 
-    config = load_or_exit(args.config)
+    if args.url and args.config == DEFAULT_CONFIG and not Path(DEFAULT_CONFIG).exists():
+        config = Config()  # asking a gateway elsewhere needs no config here (the key: MW_ADMIN_KEY)
+    else:
+        config = load_or_exit(args.config)
     with open_store(config, args.url, must_exist) as store:
         try:
             yield store

@@ -4,13 +4,15 @@ DuckDB lets one process open a file for writing, and no other process may open i
 `meterway report|bill|export|ingest|reprice` open the file themselves when no gateway holds it
 (after loading any journal a stopped gateway left behind), and otherwise go through the running
 gateway's admin API: at `--url`, by default the configured server address, with the admin key
-from `auth.admin_key_env`. Both run the same query, ingest and re-price code, so they answer alike.
+from the variable `auth.admin_key_env` names (MW_ADMIN_KEY when the config names none, or when
+`--url` is given and there is no config file). Both run the same query, ingest and re-price code, so they answer alike.
 With `storage.backend: ducklake` the commands always open the lake themselves: it has many writers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,7 +24,6 @@ from typing import IO, Any, Protocol
 import httpx
 import orjson
 
-from gateway.admin import admin_key
 from gateway.config import Config
 from gateway.costing import EventPricer
 from storage import queries
@@ -36,6 +37,8 @@ from storage.runtime import price_as, sent_upstream
 from storage.sinks import open_sink
 from storage.tabular import Table
 from storage.timerange import QueryError, parse_month
+
+DEFAULT_KEY_VARIABLE = "MW_ADMIN_KEY"
 
 CHUNK = 5_000  # records per ingest batch (and per POST to a gateway)
 
@@ -64,7 +67,7 @@ def open_store(config: Config, url: str | None = None, must_exist: bool = True) 
     """The file when it is free, else the gateway that holds it; StoreError says why neither works."""
     store: Store
     if url:
-        store = RemoteStore(url, admin_key(config.raw))
+        store = RemoteStore(url, key_variable(config))
     else:
         path = config.storage.path
         if must_exist and config.storage.backend == "duckdb" and not path.exists():
@@ -72,13 +75,20 @@ def open_store(config: Config, url: str | None = None, must_exist: bool = True) 
         try:
             store = LocalStore(config)
         except StorageLocked as locked:
-            store = RemoteStore(gateway_url(config), admin_key(config.raw), locked=str(locked))
+            store = RemoteStore(gateway_url(config), key_variable(config), locked=str(locked))
         except StorageError as exc:
             raise StoreError(str(exc)) from None
     try:
         yield store
     finally:
         store.close()
+
+
+def key_variable(config: Config) -> str:
+    """The environment variable holding the admin key a command sends to a gateway."""
+    auth = config.raw.get("auth")
+    name = auth.get("admin_key_env") if isinstance(auth, dict) else None
+    return name if isinstance(name, str) and name else DEFAULT_KEY_VARIABLE
 
 
 def gateway_url(config: Config) -> str:
@@ -172,9 +182,12 @@ class LocalStore:
 
 
 class RemoteStore:
-    def __init__(self, url: str, key: str | None, locked: str | None = None) -> None:
+    def __init__(self, url: str, key_variable: str = DEFAULT_KEY_VARIABLE, locked: str | None = None) -> None:
         self.where = url
         self.locked = locked
+        self.key_variable = key_variable
+        key = os.environ.get(key_variable)
+        self.sends_key = bool(key)
         headers = {"authorization": f"Bearer {key}"} if key else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(600, connect=5))
 
@@ -188,7 +201,9 @@ class RemoteStore:
             why = f"{self.locked}, and no gateway answers at {self.where}" if self.locked else f"{self.where}: {exc}"
             raise StoreError(f"{why} (stop the other process, start the gateway, or pass --url)") from None
         if response.status_code == 401:
-            raise StoreError(f"{self.where} needs the admin key: set the variable named by auth.admin_key_env")
+            if self.sends_key:
+                raise StoreError(f"{self.where} refused the admin key in {self.key_variable}")
+            raise StoreError(f"{self.where} needs the admin key: set {self.key_variable}")
         if response.status_code >= 400 and response.status_code not in allow:
             raise StoreError(f"{self.where}: {_error_message(response)}")
         return response

@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import orjson
 import pytest
+import yaml
 
 from gateway.cli import main
 from tests.storage.helpers import BOOK, write_book
@@ -90,6 +91,26 @@ def test_without_the_admin_key_the_command_says_what_is_missing(
         main(["report", "--config", str(gateway)])
     assert info.value.code == 2
     assert "auth.admin_key_env: environment variable MW_TEST_ADMIN_KEY is not set" in capsys.readouterr().err
+
+
+def test_url_alone_asks_the_gateway_with_the_key_in_mw_admin_key(
+    gateway: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """From a directory with no config file, `--url` is enough; the key comes from MW_ADMIN_KEY."""
+    url = f"http://127.0.0.1:{yaml.safe_load(gateway.read_text())['server']['port']}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MW_ADMIN_KEY", raising=False)
+    assert main(["bill", "--url", url, "--month", "2025-03"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {url} needs the admin key: set MW_ADMIN_KEY"
+    monkeypatch.setenv("MW_ADMIN_KEY", "not-the-key")
+    assert main(["bill", "--url", url, "--month", "2025-03"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {url} refused the admin key in MW_ADMIN_KEY"
+    monkeypatch.setenv("MW_ADMIN_KEY", KEY)
+    assert main(["bill", "--url", url, "--month", "2025-03", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["month"] == "2025-03"
+    with pytest.raises(SystemExit) as info:  # a config named on the command line must exist
+        main(["bill", "--url", url, "--config", "elsewhere.yaml"])
+    assert info.value.code == 2
 
 
 def test_a_second_gateway_on_the_same_file_is_refused_in_one_line(
