@@ -69,6 +69,7 @@ class WriterStats:
     pending: int = 0  # written to the journal, not yet in the sink
     load_errors: int = 0
     backlog_full: int = 0  # events journaled while `pending` was over `max_pending`
+    stored: int = 0  # new events this process loaded into the store, from any process's journal
 
 
 class EventWriter:
@@ -250,7 +251,7 @@ class EventWriter:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-        self.sink.load_segments(segments)
+        self.stats.stored += self.sink.load_segments(segments)
         for segment in segments:
             segment.unlink()
 

@@ -118,6 +118,8 @@ def test_one_worker_with_the_store_in_its_own_process(tmp_path: Path) -> None:
             return {e["request_id"] for e in r.json()["data"]}
 
         wait_until(lambda: stored() == set(load.answered))
+        status = httpx.get(f"{gateway.url}/admin/storage", timeout=10).json()  # the store process's own
+        assert status["writer"]["stored"] == status["events"]["stored"] == len(load.answered), status
         # the worker's own readers (dashboard, insights) go through the store too, without DuckDB of their own
         page = httpx.get(f"{gateway.url}/dashboard", timeout=30)
         assert page.status_code == 200 and "t0" in page.text, page.text[:500]
