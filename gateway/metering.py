@@ -39,6 +39,8 @@ def decide_usage(
     upstream_ok = outcome.status < 400 or outcome.error_type in ("client_disconnect", "stream_error", "timeout")
     if not (outcome.reached_upstream and upstream_ok):
         return Usage(), "none"
+    if report.error is not None and not (meter is not None and meter.output_text()):
+        return Usage(), "none"  # an error inside a 2xx before any output: the provider refused it, as with a 4xx
     usage = Usage(input_tokens=count_prompt(kind.input_text(call.body), call.body))
     if meter is not None:
         usage.output_tokens = count_tokens(meter.output_text())

@@ -158,3 +158,11 @@ async def dated_model(request: web.Request) -> web.StreamResponse:
 
 
 ALL["dated"] = dated_model
+
+
+async def error_in_200(request: web.Request) -> web.StreamResponse:
+    """An error object instead of a completion, with HTTP 200 (as some OpenAI-compatible servers answer)."""
+    return web.json_response({"error": {"message": "the engine is overloaded", "type": "server_error"}})
+
+
+ALL["error200"] = error_in_200
