@@ -12,7 +12,8 @@ from typing import Any
 
 from gateway.config import AttributionConfig
 
-_MAX_LEN = 256
+_MAX_LEN = 256  # characters of an attribution value, a tag's key or a tag's value
+MAX_TAGS = 32  # tags kept per request: labels to group by, not a payload
 
 
 @dataclass(slots=True)
@@ -44,19 +45,20 @@ class AttributionReader:
                 if text:
                     setattr(out, attr, text)
             elif name == self._tags:
-                out.tags.update(parse_tags(value.decode("utf-8", "replace")))
+                parse_tags(value.decode("utf-8", "replace"), out.tags)
         if out.user_id is None and body:
             out.user_id = body_user(body)
         return out
 
 
-def parse_tags(text: str) -> dict[str, str]:
-    """`team=search,env=prod` -> {"team": "search", "env": "prod"}; a bare word maps to ""."""
-    tags: dict[str, str] = {}
+def parse_tags(text: str, tags: dict[str, str] | None = None) -> dict[str, str]:
+    """`team=search,env=prod` -> {"team": "search", "env": "prod"}; a bare word maps to "". Added to `tags`
+    when given; new keys beyond MAX_TAGS are left out."""
+    tags = {} if tags is None else tags
     for part in text.split(","):
         key, _, value = part.partition("=")
         key = key.strip()[:_MAX_LEN]
-        if key:
+        if key and (key in tags or len(tags) < MAX_TAGS):
             tags[key] = value.strip()[:_MAX_LEN]
     return tags
 
