@@ -8,6 +8,7 @@ its last line of output: it is shown this once and never stored.
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 
 from governance.keys import GatewayKeys
@@ -53,13 +54,17 @@ def cmd_create(args: argparse.Namespace) -> int:
         try:
             expires = datetime.fromisoformat(args.expires)
         except ValueError:
-            print(f"--expires: expected an ISO date or time, got {args.expires!r}")
+            print(f"--expires: expected an ISO date or time, got {args.expires!r}", file=sys.stderr)
             return 2
         expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
-    record, raw = _keys(args).create(
-        args.tenant, name=args.name, user=args.user, feature=args.feature, expires_at=expires,
-        allowed_models=_csv(args.models), allowed_providers=_csv(args.providers),
-    )  # fmt: skip
+    try:
+        record, raw = _keys(args).create(
+            args.tenant, name=args.name, user=args.user, feature=args.feature, expires_at=expires,
+            allowed_models=_csv(args.models), allowed_providers=_csv(args.providers),
+        )  # fmt: skip
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"created key {record.id} for tenant {record.tenant}" + (f" ({record.name})" if record.name else ""))
     print("store it now; it is not shown again:")
     print(raw)

@@ -248,6 +248,8 @@ class GatewayKeys:
             raise ValueError("a key needs a tenant")
         if expires_at is not None and expires_at.tzinfo is None:
             raise ValueError("expires_at must be timezone-aware")
+        if expires_at is not None and expires_at <= self._clock():
+            raise ValueError(f"expires_at {expires_at.isoformat()} is already past: the key could never be used")
         raw = PREFIX + secrets.token_urlsafe(32)
         record = KeyRecord(
             id="key_" + secrets.token_hex(8),

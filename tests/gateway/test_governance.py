@@ -87,6 +87,19 @@ def test_revoked_keys_are_refused(keyed: tuple[LiveGateway, str, Path]) -> None:
     assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
 
 
+def test_a_key_that_would_expire_in_the_past_is_refused(keyed: tuple[LiveGateway, str, Path]) -> None:
+    gw, _, config = keyed
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "keys", "create", "--tenant", "acme", "--expires", "2020-01-01",
+         "--config", str(config)], capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stdout == ""
+    past = "expires_at 2020-01-01T00:00:00+00:00 is already past: the key could never be used"
+    assert out.stderr.strip() == f"error: {past}"
+    r = httpx.post(f"{gw.url}/admin/keys", json={"tenant": "acme", "expires_at": "2020-01-01T00:00:00Z"})
+    assert r.status_code == 400 and "is already past" in r.json()["error"]["message"]
+
+
 def test_refused_requests_keep_their_key_and_tenant_and_are_priced_at_zero(upstream: Upstream, tmp_path: Path) -> None:
     """A refusal is billed nothing, under the entry its model would have had, and a re-price agrees."""
     doc = governed(upstream, tmp_path, {"auth": {"require_keys": True}, "rate_limits": [{"tenant": "acme", "rpm": 1}]})

@@ -91,9 +91,12 @@ def test_allowed_providers_and_model_globs() -> None:
 
 
 def test_public_view_and_bearer_parsing() -> None:
-    record, raw = keys().create("acme", name="n", expires_at=NOW)
+    later = NOW + timedelta(days=30)
+    record, raw = keys().create("acme", name="n", expires_at=later)
     public = record.public()
-    assert raw not in json.dumps(public) and public["expires_at"] == NOW.isoformat()
+    assert raw not in json.dumps(public) and public["expires_at"] == later.isoformat()
+    with pytest.raises(ValueError, match="is already past: the key could never be used"):
+        keys().create("acme", expires_at=NOW)
     assert raw not in repr(record)
     assert bearer_token(f"Bearer {raw}") == raw and bearer_token(f"bearer  {raw} ") == raw
     assert bearer_token("Basic abc") is None and bearer_token(None) is None and bearer_token("Bearer ") is None
