@@ -165,8 +165,9 @@ def parse_config(doc: dict[str, Any], env: dict[str, str], problems: list[str], 
     cfg.storage = _storage(_section(doc, "storage", problems), problems, base)
     cfg.pricing = _pricing(_section(doc, "pricing", problems), problems, base)
     cfg.attribution = _attribution(_section(doc, "attribution", problems), problems)
-    cfg.providers = _providers(_section(doc, "providers", problems), env, problems)
-    cfg.models = _models(doc.get("models"), cfg.providers, problems)
+    declared = _section(doc, "providers", problems)
+    cfg.providers = _providers(declared, env, problems)
+    cfg.models = _models(doc.get("models"), set(declared), problems)  # a bad provider's own problem is enough
     cfg.discounts = _discounts(_section(doc, "tenants", problems), problems)
     parse_metrics_config(doc.get("metrics"), problems)
     cfg.governance = parse_governance(doc, env, problems)
@@ -413,7 +414,7 @@ def _str_map(where: str, value: Any, problems: list[str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
-def _models(value: Any, providers: dict[str, ProviderConfig], problems: list[str]) -> list[ModelRoute]:
+def _models(value: Any, providers: set[str], problems: list[str]) -> list[ModelRoute]:
     if value is None:
         return []
     if not isinstance(value, list):
