@@ -74,7 +74,7 @@ def test_every_problem_is_reported_on_its_own_line(tmp_path: Path) -> None:
     ):
         assert expected in text, f"missing {expected!r} in:\n{text}"
     assert all("\n" not in p for p in found)
-    assert not any(p.startswith("models[1]") for p in found), "a broken provider's own problem is enough"
+    assert not any("models[1]" in p for p in found), "a broken provider's own problem is enough"
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
