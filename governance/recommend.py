@@ -137,7 +137,7 @@ def _base_evidence(agg: UsageAggregate, ctx: _Context, entry: PriceEntry) -> dic
         "input_tokens": agg.input_tokens,
         "cached_input_tokens": agg.cached_input_tokens,
         "output_tokens": agg.output_tokens,
-        "avg_prompt_tokens": plain(agg.avg_prompt_tokens),
+        "avg_prompt_tokens": plain(round(agg.avg_prompt_tokens, 1)),
         "recorded_cost": plain(agg.cost),
         "window_days": plain(MONTH_DAYS / ctx.monthly),
         "price_id": entry.price_id,
