@@ -97,8 +97,9 @@ def _with_request_id(send: Send) -> Send:
     return wrapped
 
 
-def create_app(config: Config) -> MeterwayApp:
-    pricer = EventPricer.from_config(config)
+def create_app(config: Config, pricer: EventPricer | None = None) -> MeterwayApp:
+    """The gateway for `config`; `pricer` is its price book when the caller has loaded it already."""
+    pricer = pricer if pricer is not None else EventPricer.from_config(config)
     storage_runtime = build_storage(config, pricer)  # in this process, or a worker's view of the store process
     sink, writer = storage_runtime.sink, storage_runtime.writer
     default_upstream = AiohttpUpstream()

@@ -24,9 +24,13 @@ def load_or_exit(path: str) -> Config:
     try:
         return load_config(path)
     except ConfigError as err:
-        for problem in err.problems:
-            print(f"config error: {problem}", file=sys.stderr)
+        _print_problems(err)
         raise SystemExit(2) from None
+
+
+def _print_problems(err: ConfigError) -> None:
+    for problem in err.problems:
+        print(f"config error: {problem}", file=sys.stderr)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -35,6 +39,7 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.costing import EventPricer
     from gateway.server import serve
 
     config = load_or_exit(args.config)
@@ -42,10 +47,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
+    try:
+        pricer = EventPricer.load(config)  # before any process starts: the store process and workers load it too
+    except ConfigError as err:
+        _print_problems(err)
+        return 2
     from storage.errors import StorageError
 
     try:
-        return serve(config, workers=args.workers)
+        return serve(config, workers=args.workers, pricer=pricer)
     except StorageError as exc:  # a locked or too new DuckDB file: one clear line, no traceback
         print(f"storage error: {exc}", file=sys.stderr)
         return 2

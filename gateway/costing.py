@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from gateway.config import Config
+from gateway.config import Config, ConfigError
+from pricing.book import PriceBookError
 from pricing.calculator import Priced, TokenCounts
 from pricing.pricer import Pricer
 
@@ -32,6 +33,16 @@ class EventPricer:
                 reporting_currency=config.pricing.reporting_currency,
             )
         )
+
+    @classmethod
+    def load(cls, config: Config) -> EventPricer:
+        """`from_config` for starting a gateway: a book that does not load raises ConfigError, one line per
+        problem, so `serve` refuses it with the config's other errors instead of a traceback."""
+        try:
+            return cls.from_config(config)
+        except PriceBookError as exc:
+            where = f"{config.path}: " if config.path is not None else ""
+            raise ConfigError([f"{where}price book {config.pricing.book}: {p}" for p in exc.problems]) from None
 
     def price_event(
         self,

@@ -13,10 +13,14 @@ from __future__ import annotations
 import logging
 import signal
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from gateway.config import Config
+
+if TYPE_CHECKING:
+    from gateway.costing import EventPricer
 
 log = logging.getLogger("meterway")
 
@@ -34,11 +38,11 @@ class GatewayServer(uvicorn.Server):
         self._captured_signals.clear()
 
 
-def uvicorn_config(config: Config) -> uvicorn.Config:
+def uvicorn_config(config: Config, pricer: EventPricer | None = None) -> uvicorn.Config:
     from gateway.app import create_app  # here, so that a supervisor never loads the app (nor DuckDB)
 
     return uvicorn.Config(
-        create_app(config),
+        create_app(config, pricer),
         host=config.server.host,
         port=config.server.port,
         loop="uvloop",
@@ -68,7 +72,8 @@ def loader_for(config: Config, workers: int) -> str:
     return config.storage.loader or ("process" if workers > 1 else "inline")
 
 
-def serve(config: Config, workers: int = 1) -> int:
+def serve(config: Config, workers: int = 1, pricer: EventPricer | None = None) -> int:
+    """Run until stopped; `pricer`, the config's book already loaded, spares the one process loading it again."""
     if workers < 1:
         log.error("--workers %d: expected at least 1", workers)
         return 2
@@ -82,7 +87,7 @@ def serve(config: Config, workers: int = 1) -> int:
             "drop storage.loader (several workers use a store process) or set it to process", workers
         )  # fmt: skip
         return 2
-    server = GatewayServer(uvicorn_config(config))
+    server = GatewayServer(uvicorn_config(config, pricer))
     log.info("meterway listening on http://%s:%d", config.server.host, config.server.port)
     server.run()
     return 0

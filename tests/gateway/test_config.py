@@ -100,3 +100,39 @@ def test_cli_rejects_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
 def test_a_bad_metrics_section_is_a_config_problem(tmp_path: Path) -> None:
     found = problems(tmp_path, "metrics: {tenant_label: {mode: everything}}\n")
     assert any(p.startswith(f"{tmp_path / 'c.yaml'}: metrics.tenant_label") for p in found), found
+
+
+BOOK = """\
+fx:
+  - {from: CNY, to: USD, rate: "0.14", effective_from: 2025-01-01}
+prices:
+  - {provider: openai, model: gpt-4o, currency: USD, effective_from: 2025-01-01, input: 2.5, output: 10}
+  - {provider: deepseek, model: deepseek-chat, currency: CNY, effective_from: 2025-01-01, input: 2, output: 8}
+"""
+
+
+def serve_refused(tmp_path: Path, config: str, *flags: str) -> list[str]:
+    """`meterway serve` on `config` (with a small book at book.yaml): its stderr lines, after checking it
+    exited 2 without opening the store."""
+    (tmp_path / "book.yaml").write_text(BOOK)
+    path = tmp_path / "c.yaml"
+    path.write_text("storage: {path: data/e.duckdb}\n" + config)
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(path), "--port", "0", *flags],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert not (tmp_path / "data").exists()  # refused before anything started
+    return out.stderr.splitlines()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_a_reporting_currency_the_book_has_no_rates_for(tmp_path: Path, workers: str) -> None:
+    lines = serve_refused(tmp_path, "pricing: {book: book.yaml, reporting_currency: XYZ}\n", "--workers", workers)
+    where = f"config error: {tmp_path / 'c.yaml'}: price book {tmp_path / 'book.yaml'}"
+    assert lines == [
+        f"{where}: fx: no CNY->XYZ rate for reporting currency XYZ, but 1 entries are priced in CNY "
+        "(first: book.yaml: prices[1] (deepseek/deepseek-chat 2025-01-01))",
+        f"{where}: fx: no USD->XYZ rate for reporting currency XYZ, but 1 entries are priced in USD "
+        "(first: book.yaml: prices[0] (openai/gpt-4o 2025-01-01))",
+    ]
