@@ -9,10 +9,11 @@ guess. When none is listed, the event is `unpriced` (NULL costs), never zero.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from gateway.config import Config, ConfigError
-from pricing.book import PriceBookError
+from governance.budget_fx import fx_problems
+from pricing.book import PriceBook, PriceBookError
 from pricing.calculator import Priced, TokenCounts
 from pricing.pricer import Pricer
 
@@ -26,23 +27,35 @@ class EventPricer:
 
     @classmethod
     def from_config(cls, config: Config) -> EventPricer:
+        """The config's book; a reload is refused when the new book lacks an FX rate a budget needs."""
+        budgets = config.governance.budgets
+        price_as = {name: p.pricing_provider for name, p in config.providers.items()}
+
+        def check(book: PriceBook) -> list[str]:
+            return fx_problems(budgets, book, price_as, datetime.now(UTC)) if budgets else []
+
         return cls(
             Pricer(
                 config.pricing.book,
                 discounts=config.discounts,
                 reporting_currency=config.pricing.reporting_currency,
+                check=check,
             )
         )
 
     @classmethod
     def load(cls, config: Config) -> EventPricer:
-        """`from_config` for starting a gateway: a book that does not load raises ConfigError, one line per
-        problem, so `serve` refuses it with the config's other errors instead of a traceback."""
+        """`from_config` for starting a gateway: a book that does not load, or that has no FX rate a budget
+        needs, raises ConfigError, one line per problem, so `serve` refuses it with the config's other errors
+        instead of a traceback or a budget that refuses every request."""
+        where = f"{config.path}: " if config.path is not None else ""
         try:
-            return cls.from_config(config)
+            pricer = cls.from_config(config)
         except PriceBookError as exc:
-            where = f"{config.path}: " if config.path is not None else ""
             raise ConfigError([f"{where}price book {config.pricing.book}: {p}" for p in exc.problems]) from None
+        if problems := pricer.pricer.problems():
+            raise ConfigError([f"{where}{p}" for p in problems])
+        return pricer
 
     def price_event(
         self,

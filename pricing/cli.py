@@ -64,11 +64,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--book", type=Path, help="price book file or folder (default: the config's, else the shipped book)"
     )
     parser.add_argument("--reporting-currency", help="currency to report costs in (default: the config's, else USD)")
-    parser.set_defaults(config_discounts={})
+    parser.set_defaults(config_discounts={}, config_check=None)
 
 
 def apply_config(args: argparse.Namespace) -> str | None:
-    """Fill --book, --reporting-currency and tenant discounts from the gateway config; an error text or None."""
+    """Fill --book, --reporting-currency, tenant discounts and the budgets' FX check from the gateway config;
+    an error text or None."""
     path: Path | None = args.config
     if path is None and Path("config.yaml").is_file():
         path = Path("config.yaml")
@@ -90,9 +91,26 @@ def apply_config(args: argparse.Namespace) -> str | None:
                 for t, v in tenants.items()
                 if isinstance(v, dict) and "discount_percent" in v
             }
+        if isinstance(doc, dict) and doc.get("budgets"):
+            args.config_check = _budget_check(doc)
     if args.reporting_currency is None:
         args.reporting_currency = "USD"
     return None
+
+
+def _budget_check(doc: dict[str, Any]) -> Callable[[PriceBook], list[str]]:
+    """The FX rates the config's budgets need from a book (governance/budget_fx.py), as `meterway serve` checks."""
+    from governance.budget_fx import fx_problems
+    from governance.config import parse_budgets
+
+    budgets = parse_budgets(doc, [])  # the budgets' own problems are for `meterway serve` to report
+    providers = doc.get("providers")
+    price_as = {
+        str(name): str(spec.get("price_as") or name)
+        for name, spec in (providers.items() if isinstance(providers, dict) else ())
+        if isinstance(spec, dict)
+    }
+    return lambda book: fx_problems(budgets, book, price_as, datetime.now(UTC))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,6 +172,11 @@ def _load(args: argparse.Namespace) -> PriceBook | None:
 def run_check(args: argparse.Namespace) -> int:
     book = _load(args)
     if book is None:
+        return 1
+    problems = args.config_check(book) if args.config_check is not None else []
+    for problem in problems:
+        print(problem)
+    if problems:
         return 1
     print(f"ok: {len(book.entries)} entries, {len(book.providers)} providers")
     return 0

@@ -2,15 +2,16 @@
 
 `price()` runs on every request: a dict lookup and a bisect find the entry, the entry's prices were resolved
 to Decimals when the book loaded, and the cost is a handful of Decimal multiplications. `reload()` swaps in
-a re-read book atomically, or keeps the current one when the new one is invalid. Models with no price are
-counted and logged once per (provider, model), never priced as zero.
+a re-read book atomically, or keeps the current one when the new one is invalid or fails the owner's `check`
+(the gateway's: the FX rates its budgets need). Models with no price are counted and logged once per
+(provider, model), never priced as zero.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -35,9 +36,15 @@ class Pricer:
         discounts: Mapping[str, Decimal] | None = None,
         reporting_currency: str = "USD",
         book: PriceBook | None = None,
+        check: Callable[[PriceBook], list[str]] | None = None,
     ) -> None:
-        """Load the book at `book_path` (raises PriceBookError if invalid), unless `book` is given already."""
+        """Load the book at `book_path` (raises PriceBookError if invalid), unless `book` is given already.
+
+        `check` names what else makes a book unusable to the owner, one line per problem; `reload` refuses
+        a book it objects to, and the owner checks the first one itself with `problems()`.
+        """
         self.book_path = Path(book_path)
+        self.check = check
         self.reporting_currency = reporting_currency
         self.discounts = dict(discounts or {})
         self._factors = {tenant: discount_factor(pct) for tenant, pct in self.discounts.items()}
@@ -49,10 +56,16 @@ class Pricer:
     def version(self) -> str:
         return self.book.version
 
+    def problems(self, book: PriceBook | None = None) -> list[str]:
+        """What `check` finds wrong with `book` (default: the current one)."""
+        return [] if self.check is None else self.check(book if book is not None else self.book)
+
     def reload(self) -> tuple[bool, str]:
         """Re-read the book from `book_path`; on failure keep the current book and say why."""
         try:
             book = PriceBook.load(self.book_path, reporting_currency=self.reporting_currency)
+            if problems := self.problems(book):
+                raise PriceBookError(problems)
         except PriceBookError as exc:
             reason = "; ".join(exc.problems)
             log.error("price book reload failed, keeping version %s: %s", self.book.version, reason)

@@ -136,3 +136,12 @@ def test_serve_refuses_a_reporting_currency_the_book_has_no_rates_for(tmp_path: 
         f"{where}: fx: no USD->XYZ rate for reporting currency XYZ, but 1 entries are priced in USD "
         "(first: book.yaml: prices[0] (openai/gpt-4o 2025-01-01))",
     ]
+
+
+def test_serve_refuses_a_budget_in_a_currency_the_book_cannot_convert_to(tmp_path: Path) -> None:
+    budget = "budgets: [{name: a, tenant: acme, period: day, limit: '5', currency: XYZ, hard: true}]\n"
+    assert serve_refused(tmp_path, "pricing: {book: book.yaml}\n" + budget) == [
+        f"config error: {tmp_path / 'c.yaml'}: budgets: 'a' is in XYZ, but the price book has no CNY->XYZ or "
+        "USD->XYZ rate (its FX rates: CNY->USD), so the requests it applies to priced in CNY or USD would be "
+        "refused; add the rate to the book's fx, or use a currency it converts to"
+    ]

@@ -86,6 +86,32 @@ def test_reload_refuses_a_bad_book_and_applies_a_good_one(gw: LiveGateway) -> No
     assert Decimal(old["costs"]["total"]) == Decimal("0.75"), "a past request keeps its old price"
 
 
+def test_reload_refuses_a_book_without_a_rate_a_budget_needs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_ADMIN_KEY", "admin-secret")
+    book = tmp_path / "book.yaml"
+    rate = 'fx: [{from: USD, to: EUR, rate: "0.9", effective_from: 2025-01-01}]\n'
+    prices = "prices: [{provider: openai, model: gpt-4o-mini, currency: USD, effective_from: 2025-01-01, input: 1, "
+    prices += "output: 2}]\n"
+    book.write_text(rate + prices)
+    budget = {"name": "eu", "period": "day", "limit": "5", "currency": "EUR", "hard": True}
+    doc = {"pricing": {"book": str(book)}, "auth": {"admin_key_env": "TEST_ADMIN_KEY"}, "budgets": [budget]}
+    gw = LiveGateway.from_doc(tmp_path, doc).start()
+    try:
+        version = httpx.post(f"{gw.url}/admin/quote", json=QUOTE, headers=ADMIN).json()["book_version"]
+        book.write_text(prices)
+        r = httpx.post(f"{gw.url}/admin/prices/reload", headers=ADMIN)
+        assert r.status_code == 422
+        assert r.json()["error"] == {
+            "message": "price book not reloaded, the old one stays: budgets: 'eu' is in EUR, but the price book has "
+            "no USD->EUR rate (its FX rates: none), so the requests it applies to priced in USD would be refused; "
+            "add the rate to the book's fx, or use a currency it converts to",
+            "type": "invalid_request_error", "param": None, "code": "invalid_price_book",
+        }  # fmt: skip
+        assert httpx.post(f"{gw.url}/admin/quote", json=QUOTE, headers=ADMIN).json()["book_version"] == version
+    finally:
+        gw.stop()
+
+
 def test_sighup_reloads_the_book(tmp_path: Path) -> None:
     port = free_port()
     book = book_copy(tmp_path)

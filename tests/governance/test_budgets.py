@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from governance.budget_fx import fx_problems
 from governance.budget_store import JsonFileBudgetStore, MemoryBudgetStore, save_changes
 from governance.budgets import BudgetLedger, Refusal, Reservation, matching_budgets
 from governance.config import BudgetConfig
@@ -129,6 +130,29 @@ def test_costs_are_converted_into_the_budget_currency() -> None:
     eur = budget("10", name="eur", currency="EUR")
     refused = BudgetLedger([eur], fx, clock=lambda: NOW).reserve("x", [eur], usd("1"))
     assert isinstance(refused, Refusal) and "no FX rate from USD to EUR" in refused.message
+
+
+def test_a_budget_needs_rates_from_the_currencies_of_the_entries_its_filter_reaches() -> None:
+    book = PriceBook.loads(BOOK)
+    price_as = {"demo": "demo", "china": "cn"}
+    eur = {"currency": "EUR"}
+    assert fx_problems([budget("5", **eur)], book, price_as, NOW) == [
+        "budgets: 'b' is in EUR, but the price book has no CNY->EUR or USD->EUR rate (its FX rates: CNY->USD), "
+        "so the requests it applies to priced in CNY or USD would be refused; add the rate to the book's fx, "
+        "or use a currency it converts to"
+    ]
+    cny_only = budget("5", **eur, selector=Selector(provider="china"), hard=False)
+    assert fx_problems([cny_only], book, price_as, NOW) == [
+        "budgets: 'b' is in EUR, but the price book has no CNY->EUR rate (its FX rates: CNY->USD), so the requests "
+        "it applies to priced in CNY would not count against it; add the rate to the book's fx, or use a currency "
+        "it converts to"
+    ]
+    assert fx_problems([budget("5", currency="CNY"), budget("5", currency="USD")], book, price_as, NOW) == []
+    unpriced = [
+        budget("5", **eur, selector=Selector(model="gpt-*")),
+        budget("5", **eur, selector=Selector(provider="o")),
+    ]
+    assert fx_problems(unpriced, book, price_as, NOW) == []  # no entry prices what they apply to
 
 
 def test_matching_budgets_by_filter() -> None:

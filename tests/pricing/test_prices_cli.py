@@ -55,6 +55,22 @@ def test_check_wants_fx_for_the_reporting_currency(capsys: pytest.CaptureFixture
     assert out.startswith("fx: no CNY->EUR rate for reporting currency EUR")
 
 
+def test_check_with_a_config_wants_fx_for_its_budgets(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, book: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    budgets = "budgets: [{name: a, tenant: acme, period: day, limit: '5', currency: XYZ, hard: true}]\n"
+    config.write_text(f"pricing: {{book: {book}}}\n{budgets}")
+    code, out = run(capsys, "prices", "check", "--config", str(config))
+    assert (code, out.splitlines()) == (1, [
+        "budgets: 'a' is in XYZ, but the price book has no CNY->XYZ or USD->XYZ rate (its FX rates: CNY->USD), so "
+        "the requests it applies to priced in CNY or USD would be refused; add the rate to the book's fx, or use a "
+        "currency it converts to"
+    ])  # fmt: skip
+    config.write_text(config.read_text().replace("XYZ", "CNY"))
+    assert run(capsys, "prices", "check", "--config", str(config)) == (0, "ok: 3 entries, 2 providers\n")
+
+
 def test_list_shows_the_prices_in_force(capsys: pytest.CaptureFixture[str], book: str) -> None:
     code, out = run(capsys, "prices", "list", "--book", book, "--at", "2025-03-01")
     lines = out.splitlines()
