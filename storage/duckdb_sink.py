@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from storage import rollups
 from storage.errors import StorageError, StorageLocked
 from storage.event import COLUMNS, UsageEvent
+from storage.folders import make_folder
 from storage.schema import CURRENT_VERSION, EVENTS, META, SchemaError, migrate
 
 if TYPE_CHECKING:  # imported where a connection is opened: a gateway worker reads the store without DuckDB
@@ -117,7 +118,7 @@ class DuckDBSink:
         `memory_limit` (default: DuckDB's, most of the machine's memory) bounds its cache of the file;
         big queries spill to `<file>.tmp`. `work_memory_limit` is the limit while an export or a re-price
         runs (see `working_memory`)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent, f"storage.path {path}")
         self.path = path
         self.location = str(path)  # what status pages show as where events are stored
         self.workdir = path.parent  # for scratch files

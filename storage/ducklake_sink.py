@@ -54,6 +54,7 @@ from storage.duckdb_sink import DuckDBSink
 from storage.errors import StorageError
 from storage.event import COLUMNS
 from storage.extensions import OFFLINE, ExtensionError, ExtensionLoader
+from storage.folders import make_folder
 from storage.schema import AUDIT_DDL, CURRENT_VERSION, EVENTS, META, add_event_columns
 
 log = logging.getLogger("meterway.storage")
@@ -86,7 +87,7 @@ class DuckLakeSink(DuckDBSink):
         self.path = settings.workdir
         self.location = f"ducklake {redact(settings.catalog)} data {settings.data_path}"
         self.workdir = settings.workdir
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        make_folder(self.workdir, "the DuckLake work folder (where the event journal is)")
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._exclusive = threading.Lock()
         con = open_lake(settings)

@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 
 from storage.errors import StorageError
+from storage.folders import make_folder
 
+JOURNAL = "the event journal (storage.journal_dir)"
 OPEN = ".open"
 CLOSED = ".jsonl"
 _NEW = ".new"
@@ -104,7 +106,7 @@ class SpoolLock:
     """Held by the one process that loads a spool directory."""
 
     def __init__(self, spool: Path) -> None:
-        spool.mkdir(parents=True, exist_ok=True)
+        make_folder(spool, JOURNAL)
         self.fd = os.open(spool / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o640)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -29,6 +29,7 @@ from gateway.costing import EventPricer
 from storage import queries
 from storage.errors import StorageError, StorageLocked, StoreError
 from storage.export import export_events
+from storage.folders import file_in_the_way
 from storage.ingest import Invalid, Rejected, UsageIngestor, read_jsonl
 from storage.journal import SpoolLock, claim_orphans, closed_segments
 from storage.params import filters_of, limit_of, range_of, span_for
@@ -71,6 +72,8 @@ def open_store(config: Config, url: str | None = None, must_exist: bool = True) 
     else:
         path = config.storage.path
         if must_exist and config.storage.backend == "duckdb" and not path.exists():
+            if (blocker := file_in_the_way(path)) is not None:
+                raise StoreError(f"storage.path {path}: {blocker} is a file, not a folder")
             raise StoreError(f"no events stored yet: {path} does not exist (check storage.path in the config)")
         try:
             store = LocalStore(config)

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Protocol
 
 from storage.event import UsageEvent
-from storage.journal import SegmentFile, SpoolLock, claim_orphans, closed_segments
+from storage.folders import make_folder
+from storage.journal import JOURNAL, SegmentFile, SpoolLock, claim_orphans, closed_segments
 
 log = logging.getLogger("meterway.storage")
 LOAD_BATCH = 256  # segments loaded in one transaction at most
@@ -106,7 +107,7 @@ class EventWriter:
             self._spool_lock = SpoolLock(self.spool)
 
     async def start(self) -> None:
-        self.spool.mkdir(parents=True, exist_ok=True)
+        make_folder(self.spool, JOURNAL)
         if self.sink is not None:
             self.claim_spool()
             claim_orphans(self.spool)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.config import ConfigError, load_config
 from storage.runtime import event_writer
 from storage.sinks import open_sink
@@ -147,3 +148,43 @@ def test_duckdb_gives_freed_memory_back_at_once_unless_the_environment_says_othe
     out = subprocess.run([sys.executable, "-c", DECAY], env={**base, **env}, cwd=REPO, capture_output=True, text=True,
                          check=True)  # fmt: skip
     assert int(out.stdout) == decay
+
+
+@pytest.mark.parametrize(
+    ("storage", "problem"),
+    [
+        ("{path: notadir/e.duckdb}", "storage.path {tmp}/notadir/e.duckdb: {tmp}/notadir is a file, not a folder"),
+        ("{path: notadir/sub/e.duckdb}",
+         "storage.path {tmp}/notadir/sub/e.duckdb: cannot create the folder {tmp}/notadir/sub: "
+         "{tmp}/notadir is a file, not a folder"),
+        ("{path: data/e.duckdb, journal_dir: notadir}",
+         "the event journal (storage.journal_dir): {tmp}/notadir is a file, not a folder"),
+    ],
+)  # fmt: skip
+def test_serve_names_a_storage_path_that_runs_through_a_file(tmp_path: Path, storage: str, problem: str) -> None:
+    (tmp_path / "notadir").write_text("a file\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"storage: {storage}\n")
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg), "--port", "0"],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)  # fmt: skip
+    assert (out.returncode, out.stderr.splitlines()) == (2, ["storage error: " + problem.format(tmp=tmp_path)])
+
+
+def test_serve_with_workers_and_the_store_commands_name_a_storage_path_through_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notadir").write_text("a file\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("storage: {path: notadir/e.duckdb}\n")
+    problem = f"storage.path {tmp_path}/notadir/e.duckdb: {tmp_path}/notadir is a file, not a folder"
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg), "--port", "0", "--workers", "2"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stderr.splitlines()[-1].endswith(f" ERROR meterway: storage error: {problem}")
+    assert "Traceback" not in out.stderr
+    assert main(["report", "--config", str(cfg)]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {problem}"]
+    (tmp_path / "usage.jsonl").write_text("{}\n")
+    assert main(["ingest", "--config", str(cfg), str(tmp_path / "usage.jsonl")]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {problem}"]
