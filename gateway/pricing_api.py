@@ -18,19 +18,48 @@ from starlette.routing import Route
 
 from gateway.costing import EventPricer
 from gateway.providers.openai import error_body
+from pricing.book import unknown_tier
 
 Guard = Callable[[Request], Awaitable[Response | None]]
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    return Response(error_body(status, code, message), status_code=status, media_type="application/json")
+class Invalid(ValueError):
+    """A bad field of the quote request; `param` names it in the error body."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _error(status: int, code: str, message: str, param: str | None = None) -> Response:
+    return Response(error_body(status, code, message, param), status_code=status, media_type="application/json")
 
 
 def _count(body: dict[str, Any], key: str, required: bool) -> int:
     value = body.get(key, None if required else 0)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"'{key}' must be a non-negative integer" + (" (required)" if required else ""))
+        raise Invalid(key, f"'{key}' must be a non-negative integer" + (" (required)" if required else ""))
     return value
+
+
+def _at(body: dict[str, Any]) -> datetime:
+    value = body.get("at")
+    if not value:
+        return datetime.now(UTC)
+    try:
+        at = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        at = None
+    if at is None:
+        raise Invalid("at", f"'at' must be an ISO 8601 date or time like 2025-06-01T12:00:00Z, got {value!r}")
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _service_tier(body: dict[str, Any], known: tuple[str, ...]) -> str | None:
+    tier = body.get("service_tier")
+    if tier is not None and tier not in known:
+        raise Invalid("service_tier", unknown_tier(f"'service_tier' {tier!r}", known))
+    return tier if isinstance(tier, str) else None
 
 
 def routes(pricer: Callable[[Request], EventPricer], guard: Guard) -> list[Route]:
@@ -44,17 +73,20 @@ def routes(pricer: Callable[[Request], EventPricer], guard: Guard) -> list[Route
             provider, model = body.get("provider"), body.get("model")
             if not (isinstance(provider, str) and provider and isinstance(model, str) and model):
                 raise ValueError("'provider' and 'model' are required strings")
-            at = datetime.fromisoformat(body["at"]) if body.get("at") else datetime.now(UTC)
-            at = at if at.tzinfo else at.replace(tzinfo=UTC)
-            estimate = pricer(request).pricer.quote(
-                provider, model, _count(body, "input_tokens", True), _count(body, "output_tokens", True),
-                cached_tokens=_count(body, "cached_tokens", False), at=at, tenant=body.get("tenant"),
-                thinking=bool(body.get("thinking")), service_tier=body.get("service_tier"),
+            quoting = pricer(request).pricer
+            input_tokens, cached = _count(body, "input_tokens", True), _count(body, "cached_tokens", False)
+            if cached > input_tokens:
+                raise Invalid("cached_tokens", f"'cached_tokens' ({cached}) must not exceed 'input_tokens' "
+                              f"({input_tokens}): cached tokens are part of the input")  # fmt: skip
+            estimate = quoting.quote(
+                provider, model, input_tokens, _count(body, "output_tokens", True), cached_tokens=cached,
+                at=_at(body), tenant=body.get("tenant"), thinking=bool(body.get("thinking")),
+                service_tier=_service_tier(body, quoting.book.service_tiers),
             )  # fmt: skip
         except orjson.JSONDecodeError as exc:
             return _error(400, "invalid_json", f"request body is not valid JSON: {exc}")
         except ValueError as exc:
-            return _error(400, "invalid_request", str(exc))
+            return _error(400, "invalid_request", str(exc), exc.param if isinstance(exc, Invalid) else None)
         return JSONResponse(estimate)
 
     async def reload(request: Request) -> Response:

@@ -190,8 +190,19 @@ class PriceBook:
         return tuple(sorted({e.provider for e in self.entries}))
 
     @property
+    def service_tiers(self) -> tuple[str, ...]:
+        """Every service tier some entry prices (`flex`, `batch`, ...), sorted."""
+        return tuple(sorted({tier for e in self.entries for tier in e.service_tiers}))
+
+    @property
     def currencies(self) -> tuple[str, ...]:
         return tuple(sorted({e.currency for e in self.entries}))
+
+
+def unknown_tier(what: str, known: Sequence[str]) -> str:
+    """The message for a service tier no entry prices: `what` names it as the caller was given it."""
+    listed = ", ".join(known) if known else "none"
+    return f"{what} is not a service tier the price book prices (known: {listed}); leave it out for standard prices"
 
 
 def book_problems(

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from pricing.book import PriceBook, PriceBookError
+from pricing.book import PriceBook, PriceBookError, unknown_tier
 from pricing.entry import PriceEntry, format_short, format_ts
 from pricing.parse import parse_timestamp
 from pricing.pricer import DEFAULT_BOOK, Pricer
@@ -259,6 +259,10 @@ def _num(value: Decimal | str | None) -> str:
 
 
 def run_quote(args: argparse.Namespace) -> int:
+    if args.cached > args.input:
+        print(f"error: --cached: {args.cached} must not exceed --input ({args.input}): cached tokens are part of "
+              "the input", file=sys.stderr)  # fmt: skip
+        return 2
     discounts = dict(args.config_discounts)
     if args.tenant and args.discount is not None:
         discounts[args.tenant] = args.discount
@@ -268,6 +272,10 @@ def run_quote(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem)
         return 1
+    if args.service_tier is not None and args.service_tier not in pricer.book.service_tiers:
+        print(f"error: --service-tier: {unknown_tier(repr(args.service_tier), pricer.book.service_tiers)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     quote = pricer.quote(
         args.provider,
         args.model,

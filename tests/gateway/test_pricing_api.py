@@ -67,6 +67,25 @@ def test_quote_with_breakdown_and_tenant_discount(gw: LiveGateway) -> None:
     assert bad.status_code == 400 and "input_tokens" in bad.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("fields", "param", "message"),
+    [
+        ({"input_tokens": 100, "cached_tokens": 500}, "cached_tokens",
+         "'cached_tokens' (500) must not exceed 'input_tokens' (100): cached tokens are part of the input"),
+        ({"service_tier": "bogus"}, "service_tier", "'service_tier' 'bogus' is not a service tier the price book "
+         "prices (known: batch, flex, priority); leave it out for standard prices"),
+        ({"at": "garbage"}, "at", "'at' must be an ISO 8601 date or time like 2025-06-01T12:00:00Z, got 'garbage'"),
+        ({"at": 20250601}, "at", "'at' must be an ISO 8601 date or time like 2025-06-01T12:00:00Z, got 20250601"),
+    ],
+)  # fmt: skip
+def test_quote_names_the_field_it_refuses(gw: LiveGateway, fields: dict[str, object], param: str, message: str) -> None:
+    r = httpx.post(f"{gw.url}/admin/quote", json={**QUOTE, **fields}, headers=ADMIN)
+    assert r.status_code == 400
+    assert r.json() == {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": "invalid_request"}
+    }
+
+
 def test_reload_refuses_a_bad_book_and_applies_a_good_one(gw: LiveGateway) -> None:
     book = gw.config.pricing.book
     openai_file = book / "openai.yaml"

@@ -141,6 +141,26 @@ def test_quote_as_json(capsys: pytest.CaptureFixture[str], book: str) -> None:
     assert quote["cost_reporting"] == "0.0125"
 
 
+def test_quote_refuses_more_cached_tokens_than_input_and_unknown_service_tiers(
+    capsys: pytest.CaptureFixture[str], write_book: Callable[..., Path]
+) -> None:
+    book = str(write_book(
+        "prices:\n  - {provider: openai, model: gpt-4o, currency: USD, effective_from: 2024-11-15, input: 2.5, "
+        "output: 10,\n     service_tiers: {flex: {input: 1.25, output: 5}, priority: {input: 5, output: 20}}}\n"
+    ))  # fmt: skip
+    quote = ["prices", "quote", "--book", book, "--provider", "openai", "--model", "gpt-4o", "--output", "1"]
+    assert cli.main([*quote, "--input", "100", "--cached", "500"]) == 2
+    out = capsys.readouterr()
+    assert (out.out, out.err) == ("", "error: --cached: 500 must not exceed --input (100): cached tokens are part of "
+                                      "the input\n")  # fmt: skip
+    assert cli.main([*quote, "--input", "100", "--service-tier", "bogus"]) == 2
+    out = capsys.readouterr()
+    assert (out.out, out.err) == ("", "error: --service-tier: 'bogus' is not a service tier the price book prices "
+                                      "(known: flex, priority); leave it out for standard prices\n")  # fmt: skip
+    assert cli.main([*quote, "--input", "100", "--cached", "100", "--service-tier", "flex"]) == 0
+    assert "applied: service_tier flex" in capsys.readouterr().out
+
+
 def test_quote_unknown_model_exits_1(capsys: pytest.CaptureFixture[str], book: str) -> None:
     code, out = run(
         capsys,
