@@ -6,6 +6,7 @@ cost fields are testable without a server.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -15,6 +16,8 @@ from gateway.providers.base import Call, Meter, MeterReport, ProviderKind
 from gateway.usage import Usage
 from pricing.pricer import EventPricing
 from storage.event import UsageEvent
+
+log = logging.getLogger("meterway.metering")
 
 
 @dataclass(slots=True)
@@ -33,9 +36,18 @@ class Outcome:
 def decide_usage(
     kind: ProviderKind, call: Call, meter: Meter | None, report: MeterReport, outcome: Outcome
 ) -> tuple[Usage, str]:
-    """The usage to record and its source: the provider's report, an estimate, or none."""
+    """The usage to record and its source: the provider's report (its parts cut to their wholes), an
+    estimate, or none."""
     if report.usage is not None:
-        return report.usage, "provider"
+        usage = report.usage
+        reported = (usage.cached_input_tokens, usage.cache_write_tokens, usage.reasoning_tokens)
+        if usage.clamp_parts():
+            log.debug(
+                "%s reported parts larger than their wholes (cached %d, cache write %d of %d input; reasoning %d of "
+                "%d output); recorded as cut to them", call.provider.name, *reported[:2], usage.input_tokens,
+                reported[2], usage.output_tokens,
+            )  # fmt: skip
+        return usage, "provider"
     upstream_ok = outcome.status < 400 or outcome.error_type in ("client_disconnect", "stream_error", "timeout")
     if not (outcome.reached_upstream and upstream_ok):
         return Usage(), "none"

@@ -32,6 +32,24 @@ class Usage:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    def clamp_parts(self) -> bool:
+        """Cut parts reported larger than their whole down to it; True when something was cut.
+
+        Providers now and then report more cached (or cache-write) tokens than input tokens, or more
+        reasoning than output. Priced as reported, the uncached input would be negative and the cached
+        part overcharged; a part can be at most its whole, so the cache reads come first, then the
+        writes (the 1h ones before the 5m ones), and the request is kept with its usage made consistent.
+        """
+        before = (self.cached_input_tokens, self.cache_write_tokens, self.reasoning_tokens)
+        self.cached_input_tokens = min(self.cached_input_tokens, self.input_tokens)
+        self.cache_write_tokens = min(self.cache_write_tokens, self.input_tokens - self.cached_input_tokens)
+        self.cache_write_1h_tokens = min(self.cache_write_1h_tokens, self.cache_write_tokens)
+        self.cache_write_5m_tokens = min(
+            self.cache_write_5m_tokens, self.cache_write_tokens - self.cache_write_1h_tokens
+        )
+        self.reasoning_tokens = min(self.reasoning_tokens, self.output_tokens)
+        return before != (self.cached_input_tokens, self.cache_write_tokens, self.reasoning_tokens)
+
     def add_hidden_reasoning(self, reported_total: int | None) -> None:
         """Fold a total above input + output (hidden thinking) into output and reasoning."""
         if reported_total is None:

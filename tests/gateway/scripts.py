@@ -108,6 +108,17 @@ async def error_after_content(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def overcached(request: web.Request) -> web.StreamResponse:
+    """A completion whose usage claims more cached tokens than input tokens."""
+    usage = {
+        "prompt_tokens": 10,
+        "completion_tokens": 2,
+        "total_tokens": 12,
+        "prompt_tokens_details": {"cached_tokens": 50},
+    }
+    return web.json_response({**COMPLETION, "usage": usage})
+
+
 async def echo(request: web.Request) -> web.StreamResponse:
     """Returns what it received, as a chat completion whose content is the request headers."""
     body = dict(COMPLETION)
@@ -125,6 +136,7 @@ ALL = {
     "malformed": malformed_sse,
     "errorafter": error_after_content,
     "echo": echo,
+    "overcached": overcached,
 }
 
 

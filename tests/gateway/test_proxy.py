@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from gateway.usage import Usage
 from tests.gateway import scripts
 from tests.support.gateway import LiveGateway
 from tests.support.upstream import Upstream
@@ -77,6 +78,25 @@ def test_sdk_nonstream_is_metered_priced_and_tagged(gw: LiveGateway, client: ope
     # gpt-4o-mini: $0.15 input, $0.60 output per 1M tokens
     assert event["total_cost"] == Decimal("0.0000036")
     assert Decimal(raw.headers["x-meterway-cost"]) == event["cost_reporting"] == Decimal("0.0000036")
+
+
+def test_more_cached_tokens_than_input_are_recorded_as_all_of_the_input(gw: LiveGateway) -> None:
+    r = post(gw, "/overcached/chat/completions", CHAT)
+    event = gw.event(r.headers["x-meterway-request-id"])
+    tokens = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "usage_source")
+    assert tuple(event[k] for k in tokens) == (10, 10, 0, 2, "provider")
+    # gpt-4o-mini: $0.075 cached input, $0.60 output per 1M tokens; nothing left uncached
+    assert (event["input_cost"], event["cached_input_cost"]) == (0, Decimal("0.00000075"))
+    assert event["total_cost"] == Decimal("0.00000195") == Decimal(r.headers["x-meterway-cost"])
+
+
+def test_usage_parts_are_cut_to_their_wholes_reads_first() -> None:
+    usage = Usage(input_tokens=10, cached_input_tokens=6, cache_write_tokens=8, output_tokens=2, reasoning_tokens=9,
+                  cache_write_5m_tokens=3, cache_write_1h_tokens=5)  # fmt: skip
+    assert usage.clamp_parts()
+    assert (usage.cached_input_tokens, usage.cache_write_tokens, usage.cache_write_1h_tokens,
+            usage.cache_write_5m_tokens, usage.reasoning_tokens) == (6, 4, 4, 0, 2)  # fmt: skip
+    assert not Usage(input_tokens=10, cached_input_tokens=6, cache_write_tokens=4).clamp_parts()
 
 
 def test_sdk_stream_without_include_usage_hides_injected_chunk(
