@@ -20,14 +20,18 @@ from gateway.proxy import Receive, Scope, Send
 GUARDED = ("/admin", "/v1/usage")
 
 
+def admin_key_variable(raw_config: Mapping[str, Any]) -> str | None:
+    """The environment variable `auth.admin_key_env` names, if any."""
+    auth = raw_config.get("auth")
+    name = auth.get("admin_key_env") if isinstance(auth, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
 def admin_key(raw_config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> str | None:
     """The admin key, when `auth.admin_key_env` is configured and that variable is set."""
     env = os.environ if env is None else env
-    auth = raw_config.get("auth")
-    name = auth.get("admin_key_env") if isinstance(auth, dict) else None
-    if not isinstance(name, str) or not name:
-        return None
-    return env.get(name) or None
+    name = admin_key_variable(raw_config)
+    return (env.get(name) or None) if name is not None else None
 
 
 class AdminGuard:

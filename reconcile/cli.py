@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any
 
@@ -112,16 +113,17 @@ def _local(config: Any, settings: ReconcileSettings, request: Request, fmt: str)
 
 
 def _remote(url: str, config: Any, params: dict[str, str]) -> tuple[str, str]:
-    from gateway.admin import admin_key
+    from storage.stores import key_variable
 
-    key = admin_key(config.raw)
+    variable = key_variable(config)
+    key = os.environ.get(variable)
     headers = {"authorization": f"Bearer {key}"} if key else {}
     try:
         response = httpx.get(f"{url.rstrip('/')}/admin/reconcile", params=params, headers=headers, timeout=600)
     except httpx.HTTPError as exc:
         raise ReconcileError(f"cannot reach the gateway at {url}: {exc}") from None
     if response.status_code == 401:
-        raise ReconcileError(f"{url} needs the admin key: set the variable named by auth.admin_key_env")
+        raise ReconcileError(f"{url} {'refused the admin key in' if key else 'needs the admin key: set'} {variable}")
     if response.status_code != 200:
         try:
             message = str(response.json()["error"]["message"])

@@ -5,7 +5,8 @@ DuckDB lets one process open a file for writing, and no other process may open i
 (after loading any journal a stopped gateway left behind), and otherwise go through the running
 gateway's admin API: at `--url`, by default the configured server address, with the admin key
 from the variable `auth.admin_key_env` names (MW_ADMIN_KEY when the config names none, or when
-`--url` is given and there is no config file). Both run the same query, ingest and re-price code, so they answer alike.
+`--url` is given and there is no config file). Both run the same query, ingest and re-price code,
+so they answer alike.
 With `storage.backend: ducklake` the commands always open the lake themselves: it has many writers.
 """
 
@@ -24,6 +25,7 @@ from typing import IO, Any, Protocol
 import httpx
 import orjson
 
+from gateway.admin import admin_key_variable
 from gateway.config import Config
 from gateway.costing import EventPricer
 from storage import queries
@@ -89,9 +91,7 @@ def open_store(config: Config, url: str | None = None, must_exist: bool = True) 
 
 def key_variable(config: Config) -> str:
     """The environment variable holding the admin key a command sends to a gateway."""
-    auth = config.raw.get("auth")
-    name = auth.get("admin_key_env") if isinstance(auth, dict) else None
-    return name if isinstance(name, str) and name else DEFAULT_KEY_VARIABLE
+    return admin_key_variable(config.raw) or DEFAULT_KEY_VARIABLE
 
 
 def gateway_url(config: Config) -> str:

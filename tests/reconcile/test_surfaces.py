@@ -29,6 +29,7 @@ from tests.reconcile import world
 from tests.reconcile.fake_reporting import OPENAI_KEY, FakeReporting
 from tests.reconcile.test_reconcile import ENV, openai_events, serve_openai, settings_for
 from tests.reconcile.test_sources import Sleeps
+from tests.support.gateway import LiveGateway
 
 REPO = Path(__file__).resolve().parents[2]
 RANGE = {"since": "2025-08-01", "until": "2025-08-05"}
@@ -180,6 +181,24 @@ def test_command_line(
     assert "error: --since:" in capsys.readouterr().err
     assert run_cli("--provider", "anthropic", "--since", "2025-08-01", "--config", str(config)) == 2
     assert "ANTHROPIC_ADMIN_KEY is not set" in capsys.readouterr().err
+
+
+def test_command_line_through_a_gateway_sends_its_admin_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MW_RECONCILE_TEST_KEY", "the-admin-key")
+    gw = LiveGateway.from_doc(tmp_path, {"auth": {"admin_key_env": "MW_RECONCILE_TEST_KEY"}}).start()
+    try:
+        common = ["--provider", "openai", "--url", gw.url, "--config", str(tmp_path / "config.yaml")]
+        monkeypatch.setenv("MW_RECONCILE_TEST_KEY", "not-the-key")
+        assert run_cli(*common) == 2
+        assert capsys.readouterr().err.strip() == f"error: {gw.url} refused the admin key in MW_RECONCILE_TEST_KEY"
+        monkeypatch.setenv("MW_RECONCILE_TEST_KEY", "the-admin-key")
+        assert run_cli(*common) == 2  # past the gateway's guard: the gateway has no OpenAI admin key to ask with
+        err = capsys.readouterr().err
+        assert "refused the admin key" not in err and "OPENAI_ADMIN_KEY" in err, err
+    finally:
+        gw.stop()
 
 
 def test_settings_from_the_config(tmp_path: Path) -> None:
