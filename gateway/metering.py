@@ -14,7 +14,7 @@ from gateway.attribution import Attribution
 from gateway.estimate import count_prompt, count_tokens
 from gateway.providers.base import Call, Meter, MeterReport, ProviderKind
 from gateway.usage import Usage
-from pricing.pricer import EventPricing
+from pricing.pricer import EventPricing, candidates
 from storage.event import UsageEvent
 
 log = logging.getLogger("meterway.metering")
@@ -101,10 +101,10 @@ def build_event(
         usage_source=source,
         reporting_currency=pricer.reporting_currency,
     )
-    candidates = tuple(dict.fromkeys(m for m in (model, call.model_upstream, call.model_requested) if m))
+    names = candidates(model, call.model_upstream, call.model_requested)
     event.thinking = thinking = call.thinking or usage.reasoning_tokens > 0
     priced = pricer.price_event(
-        usage, provider=call.provider.pricing_provider, models=candidates, at=ts, thinking=thinking,
+        usage, provider=call.provider.pricing_provider, models=names, at=ts, thinking=thinking,
         tenant=attr.tenant_id,
     )  # fmt: skip
     event.set_price(priced)

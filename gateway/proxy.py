@@ -30,7 +30,7 @@ from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConf
 from gateway.routing import ModelRouter
 from gateway.upstream import Upstream, UpstreamConnectError, UpstreamError, UpstreamResponse, UpstreamTimeout
 from gateway.usage import Usage
-from pricing.pricer import EventPricing
+from pricing.pricer import EventPricing, candidates
 from storage.event import UsageEvent
 
 log = logging.getLogger("meterway.proxy")
@@ -341,7 +341,7 @@ class Proxy:
             event.provider, event.endpoint = call.provider.name, call.endpoint
             event.model_requested, event.model, event.stream = call.model_requested, call.model_upstream, call.stream
             event.thinking = thinking = bool(call.thinking)
-            models = tuple(dict.fromkeys(m for m in (call.model_upstream, call.model_requested) if m)) or ("",)
+            models = candidates(call.model_upstream, call.model_requested)
             try:
                 event.set_price(self.pricer.price_event(
                     Usage(), provider=call.provider.pricing_provider, models=models, at=ex.ts, thinking=thinking,

@@ -26,6 +26,11 @@ log = logging.getLogger("meterway.pricing")
 DEFAULT_BOOK = Path(__file__).resolve().parent / "book"
 
 
+def candidates(*models: str | None) -> tuple[str, ...]:
+    """The model names to price a request under, in order, without blanks or repeats (for `price_first`)."""
+    return tuple(dict.fromkeys(m for m in models if m))
+
+
 class Pricer:
     """Prices requests against a reloadable price book."""
 

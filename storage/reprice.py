@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import orjson
 
 from gateway.usage import Usage
-from pricing.pricer import EventPricing
+from pricing.pricer import EventPricing, candidates
 from storage.duckdb_sink import DuckDBSink, read_json_lines
 from storage.errors import StorageError
 from storage.event import COLUMNS, MONEY
@@ -175,7 +175,7 @@ class _Names:
     def models(self, provider: str, model: str | None, requested: str | None) -> tuple[str, ...]:
         """The gateway's candidates: the reported model, the model sent upstream, the requested one."""
         upstream = self.sent_upstream(provider, requested) if self.sent_upstream is not None and requested else None
-        return tuple(dict.fromkeys(m for m in (model, upstream, requested) if m)) or ("",)
+        return candidates(model, upstream, requested)
 
 
 def _price(row: tuple[Any, ...], at: dict[str, int], pricer: EventPricing, names: _Names) -> dict[str, Any]:
