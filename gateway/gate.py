@@ -196,6 +196,11 @@ class Gate:
                 if self._notify is not None:
                     self._notify(crossing)
 
+    def settle_later(self, admission: Admission, event: UsageEvent) -> None:
+        """`settle` from code that cannot wait for it (an exchange being cancelled)."""
+        if admission is not OPEN:
+            self._in_background(self.settle(admission, event), f"settlement of {event.request_id}")
+
     def release(self, admission: Admission) -> None:
         """The request never reached a provider: give back what it held."""
         if admission.reservation is not None:
@@ -216,7 +221,7 @@ class Gate:
             return None
 
     def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> None:
-        """Run a release through the store without holding up the request; a failure is logged."""
+        """Run a release or a settlement without holding up the request; a failure is logged."""
         task = asyncio.get_running_loop().create_task(_logged(work, what))
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)

@@ -48,7 +48,8 @@ def decide_usage(
                 reported[2], usage.output_tokens,
             )  # fmt: skip
         return usage, "provider"
-    upstream_ok = outcome.status < 400 or outcome.error_type in ("client_disconnect", "stream_error", "timeout")
+    upstream_ok = outcome.status < 400 or outcome.error_type in ("client_disconnect", "stream_error", "timeout",
+                                                                  "shutdown")  # fmt: skip
     if not (outcome.reached_upstream and upstream_ok):
         return Usage(), "none"
     if report.error is not None and not (meter is not None and meter.output_text()):

@@ -215,7 +215,10 @@ class Proxy:
             else:
                 await self._relay_whole(ex, send, response, meter, out_headers, outcome, call, kind)
         except asyncio.CancelledError:
-            if not ex.disconnected or task is None:
+            if not ex.disconnected or task is None:  # the server is stopping and its grace period is over
+                outcome.error_type, outcome.error_message = "shutdown", "the gateway stopped before the answer ended"
+                outcome.status = outcome.status if meter is not None else 503
+                self._record_at_once(ex, call, kind, meter, outcome)
                 raise
             task.uncancel()
             outcome.error_type, outcome.error_message = "client_disconnect", "client disconnected"
@@ -304,6 +307,19 @@ class Proxy:
         ex.done = ex.responded = True
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _record_at_once(
+        self, ex: Exchange, call: Call, kind: ProviderKind, meter: Meter | None, outcome: Outcome
+    ) -> None:
+        """`_record` for a cancelled exchange, without awaiting: the event is journaled before the server's
+        shutdown flushes the writer (loading the tokenizer here, if an estimate needs it, blocks the stopping
+        loop for a moment). Budgets and rate limits are settled in the background."""
+        outcome.duration_ms = (time.perf_counter() - ex.started) * 1000
+        event = build_event(ex.request_id, ex.ts, call, kind, meter, outcome, self.pricer)
+        if self.gate is not None:
+            event.api_key_id = ex.admission.key.id if ex.admission.key else None
+            self.gate.settle_later(ex.admission, event)
+        self.submit(event)
 
     async def _record(
         self, ex: Exchange, call: Call, kind: ProviderKind, meter: Meter | None, outcome: Outcome

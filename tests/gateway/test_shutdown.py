@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from pathlib import Path
@@ -65,3 +66,49 @@ def test_signal_lets_inflight_requests_finish_and_flushes_every_event(
         ).fetchone()
     assert rows == (8, 8, 8 * 3)
     assert not list((tmp_path / "events.duckdb.journal").glob("*.jsonl")), "journal must be fully loaded"
+
+
+def test_streams_cut_when_the_grace_period_ends_are_still_recorded(upstream: Upstream, tmp_path: Path) -> None:
+    upstream.scripts.update(scripts.ALL)
+    port = free_port()
+    db = tmp_path / "events.duckdb"
+    cfg = write_config(tmp_path, {
+        "server": {"port": port, "grace_seconds": 1},
+        "storage": {"path": str(db), "flush_interval_ms": 5000},
+        "providers": {"up": {"kind": "openai", "base_url": upstream.script_url("endless"), "price_as": "openai"}},
+        "models": [{"name": "gpt-4o-mini", "provider": "up"}],
+    })  # fmt: skip
+    proc = GatewayProcess(["serve", "--config", str(cfg)], cwd=REPO, log=tmp_path / "gateway.log")
+    proc.start(f"http://127.0.0.1:{port}/healthz")
+    ids: list[str] = []
+    try:
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        started = threading.Barrier(4)
+
+        def stream() -> None:
+            with contextlib.suppress(httpx.HTTPError), httpx.stream("POST", url, json=body, timeout=30) as r:
+                ids.append(r.headers["x-meterway-request-id"])
+                pieces = r.iter_raw()
+                next(pieces)
+                started.wait(30)
+                for _ in pieces:  # until the gateway cuts the stream
+                    pass
+
+        threads = [threading.Thread(target=stream) for _ in range(3)]
+        for t in threads:
+            t.start()
+        started.wait(30)
+        code = proc.terminate(signal.SIGTERM)
+        for t in threads:
+            t.join(30)
+    finally:
+        proc.kill()
+    assert code == 0, proc.log.read_text()
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(
+            "SELECT request_id, status_code, error_type, usage_source, output_tokens FROM llm_usage_events"
+        ).fetchall()
+    assert sorted(r[0] for r in rows) == sorted(ids) and len(ids) == 3
+    for _, status, error_type, source, output in rows:
+        assert (status, error_type, source) == (200, "shutdown", "estimated") and output >= 10  # a second of words
