@@ -12,6 +12,7 @@ into a cancellation of the exchange, which still records an event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -423,7 +424,12 @@ def _parse_raw(raw: bytes, scope: Scope) -> JSON | None:
     if not raw:
         return None
     ctype = next((v for k, v in scope["headers"] if k == b"content-type"), b"application/json")
-    if b"json" not in ctype:
+    if b"json" not in ctype:  # e.g. curl's default form type on a JSON object, as Ollama's own examples send
+        if not raw.lstrip().startswith(b"{"):
+            return None
+        with contextlib.suppress(orjson.JSONDecodeError):
+            body = orjson.loads(raw)
+            return body if isinstance(body, dict) else None
         return None
     try:
         body = orjson.loads(raw)

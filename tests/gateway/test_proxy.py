@@ -272,6 +272,17 @@ def test_attribution_headers_are_not_forwarded_and_user_falls_back_to_body(gw: L
     assert (event["tenant_id"], event["session_id"], event["user_id"]) == ("t1", "s1", "alice")
 
 
+def test_a_raw_json_body_sent_as_a_form_is_still_metered_by_its_model(gw: LiveGateway) -> None:
+    """curl's default content type on a JSON body (how Ollama's own documentation calls its API)."""
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    r = httpx.post(f"{gw.url}/chat/chat/completions", content=json.dumps(CHAT).encode(), headers=form)
+    assert r.status_code == 200
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert event["model_requested"] == "gpt-4o-mini" and event["total_cost"] == Decimal("0.0000036")
+    r = httpx.post(f"{gw.url}/echo/chat/completions", content=b"a=1&b={x}", headers=form)
+    assert r.status_code == 200 and gw.event(r.headers["x-meterway-request-id"])["model_requested"] is None
+
+
 def test_alias_rewrite_and_provider_prefix(gw: LiveGateway, upstream: Upstream) -> None:
     post(gw, "/v1/chat/completions", {**CHAT, "model": "mini"})
     assert upstream.requests[-1].json()["model"] == "gpt-4o-mini"
