@@ -67,7 +67,7 @@ class MetricsExporter:
         path = multiproc_dir(env)
         metrics_registry = CollectorRegistry()
         metrics = build_metrics(metrics_registry, attribution=_attribution(config), naming=config.naming)
-        recorder = MetricsRecorder(metrics, config, currency)
+        recorder = MetricsRecorder(metrics, config, currency, shared=path)
         if path is None:
             metrics_registry.register(WriterStatsCollector(writer_stats))
             return cls(recorder, metrics_registry)

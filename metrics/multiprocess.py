@@ -4,7 +4,8 @@ When PROMETHEUS_MULTIPROC_DIR is set before a worker starts, prometheus-client k
 value in per-process files in that directory, and a scrape served by any worker reads them all
 through a `MultiProcessCollector`, so `/metrics` reports the sum over the workers. A worker that
 exits leaves its counter and histogram files behind, so no series loses its total when a worker is
-replaced; its `live*` gauge files are removed (`forget_dead_workers`) so they stop counting.
+replaced; its `live*` gauge files are removed (`forget_dead_workers`) so they stop counting. The
+label values the workers admit under `top_n` are kept there too (`metrics.labels.SharedAdmissions`).
 
 The directory must be emptied once before the workers start (`reset_dir`), by whatever starts
 them, and never while they run.
@@ -56,9 +57,10 @@ def forget_dead_workers(path: Path) -> list[int]:
 
 
 def reset_dir(path: Path) -> None:
-    """Empty the directory of metric files from an earlier run. Call before starting the workers."""
+    """Empty the directory of metric files (and admitted label values) from an earlier run. Call before
+    starting the workers."""
     path.mkdir(parents=True, exist_ok=True)
-    for f in path.glob("*.db"):
+    for f in [*path.glob("*.db"), *path.glob("labels_*.txt")]:
         f.unlink()
 
 

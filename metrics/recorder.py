@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from decimal import Decimal
+from pathlib import Path
 
 from prometheus_client import Counter, Histogram
 
 from metrics.config import LabelPolicy, MetricsConfig
 from metrics.definitions import ATTRIBUTION_LABELS, TOKEN_TYPES, MeterwayMetrics
-from metrics.labels import MISSING, BoundedLabel, LabelFolder
+from metrics.labels import MISSING, BoundedLabel, LabelFolder, SharedAdmissions
 from storage.event import UsageEvent
 
 _STATUS_CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
@@ -41,15 +42,22 @@ SeriesKey = tuple[str, str, str, str, bool, str, str, str, str]
 
 
 class MetricsRecorder:
-    def __init__(self, metrics: MeterwayMetrics, config: MetricsConfig, currency: str) -> None:
+    def __init__(
+        self, metrics: MeterwayMetrics, config: MetricsConfig, currency: str, shared: Path | None = None
+    ) -> None:
+        """`shared`: the multiprocess directory, where the workers agree on the label values they admit."""
         self.metrics = metrics
         self.currency = currency
         off = LabelPolicy("none", 0)
-        self.tenant = LabelFolder(config.tenant if "tenant" in metrics.attribution else off)
-        self.feature = LabelFolder(config.feature if "feature" in metrics.attribution else off)
-        self.user = LabelFolder(config.user if "user" in metrics.attribution else off)
-        self.model = LabelFolder(config.model)
-        self.endpoint = LabelFolder(config.endpoint)
+
+        def folder(label: str, policy: LabelPolicy) -> LabelFolder:
+            return LabelFolder(policy, SharedAdmissions(shared, label) if shared is not None else None)
+
+        self.tenant = folder("tenant", config.tenant if "tenant" in metrics.attribution else off)
+        self.feature = folder("feature", config.feature if "feature" in metrics.attribution else off)
+        self.user = folder("user", config.user if "user" in metrics.attribution else off)
+        self.model = folder("model", config.model)
+        self.endpoint = folder("endpoint", config.endpoint)
         self.error_types = BoundedLabel(50)
         self._genai = metrics.genai_tokens is not None
         self._series: dict[SeriesKey, _Series] = {}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from metrics.config import LabelPolicy, MetricsConfig
 from metrics.definitions import build_metrics
-from metrics.labels import MISSING, OTHER, LabelFolder
+from metrics.labels import MISSING, OTHER, LabelFolder, SharedAdmissions
 from metrics.recorder import MetricsRecorder
 from storage.event import UsageEvent
 
@@ -20,6 +21,19 @@ def test_top_n_keeps_the_first_n_names() -> None:
     folder = LabelFolder(LabelPolicy("top_n", 2))
     assert [folder.fold(v) for v in ("a", "b", "c", "a", "b", "c")] == ["a", "b", OTHER, "a", "b", OTHER]
     assert folder.named == ("a", "b")
+
+
+def test_workers_sharing_a_directory_admit_the_same_first_n(tmp_path: Path) -> None:
+    """Two workers' folders: a value one admitted keeps its name in the other, and N is N for both."""
+    first, second = (LabelFolder(LabelPolicy("top_n", 3), SharedAdmissions(tmp_path, "tenant")) for _ in range(2))
+    assert [first.fold(v) for v in ("a", "b")] == ["a", "b"]
+    assert [second.fold(v) for v in ("c", "a", "d")] == ["c", "a", OTHER]
+    assert [first.fold(v) for v in ("c", "d", "e", "b")] == ["c", OTHER, OTHER, "b"]
+    assert first.named == second.named == ("a", "b", "c")
+    assert (tmp_path / "labels_tenant.txt").read_text() == "a\nb\nc\n"
+    models = LabelFolder(LabelPolicy("top_n", 5), SharedAdmissions(tmp_path, "model"))
+    assert models.fold("line\nbreak") == OTHER and models.fold("m") == "m"
+    assert (tmp_path / "labels_model.txt").read_text() == "m\n"
 
 
 def test_allow_list_and_missing_values() -> None:

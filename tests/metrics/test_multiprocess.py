@@ -24,10 +24,10 @@ LABELS = {"provider": "demo", "model": "gpt-4o-mini", "endpoint": "chat.completi
           "tenant": "acme", "feature": "chat"}  # fmt: skip
 
 
-def run_worker(directory: Path, count: int) -> str:
+def run_worker(directory: Path, count: int, *tenants: str) -> str:
     env = {**os.environ, ENV: str(directory)}
     done = subprocess.run(
-        [sys.executable, "-m", "tests.metrics.multiproc_worker", str(count)],
+        [sys.executable, "-m", "tests.metrics.multiproc_worker", str(count), *tenants],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -60,6 +60,16 @@ def test_two_workers_are_summed(tmp_path: Path) -> None:
     assert registry.get_sample_value("meterway_request_duration_seconds_bucket", {**duration, "le": "2.0"}) == 7
     tokens = {k: v for k, v in LABELS.items() if k not in ("endpoint", "status_class")}
     assert registry.get_sample_value("meterway_tokens_total", {**tokens, "type": "input"}) == 700
+
+
+def test_workers_fold_tenants_alike(tmp_path: Path) -> None:
+    """The first 20 tenants any worker sees keep their names in every worker (tenant's top_n is 20)."""
+    reset_dir(tmp_path)
+    run_worker(tmp_path, 0, *(f"t{i}" for i in range(25)))
+    second = run_worker(tmp_path, 0, "t5", "t30")
+    assert exposed(second, "meterway_requests_total", {**LABELS, "tenant": "t5"}) == 2
+    assert exposed(second, "meterway_requests_total", {**LABELS, "tenant": "other"}) == 5 + 1
+    assert exposed(second, "meterway_requests_total", {**LABELS, "tenant": "t30"}) is None
 
 
 def test_every_series_is_exposed_once(tmp_path: Path) -> None:
