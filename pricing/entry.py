@@ -3,7 +3,8 @@
 An entry holds its top-level prices plus optional layers that override some of them: an input-length tier,
 a time-of-day window, a service tier (`flex`, `priority`, or `batch`). A request's prices are the top-level
 ones overlaid by the matching tier, then window, then service tier; defaults (`cached_input` = `input`, ...)
-are applied after overlaying. Every combination is resolved once when the book loads, so pricing a
+are applied after overlaying. A request longer than every tier's bound gets the last tier it outgrew (never
+the cheaper top-level prices). Every combination is resolved once when the book loads, so pricing a
 request is a couple of comparisons and a dict lookup.
 """
 
@@ -200,6 +201,8 @@ class PriceEntry:
             if tier.contains(input_tokens):
                 ti = i
                 break
+            if tier.lte is not None and input_tokens > tier.lte:
+                ti = i  # in no band yet, past this one's bound: priced as the band it outgrew, not the base
         wi = 0
         if self.time_of_day:
             utc = at.astimezone(UTC)

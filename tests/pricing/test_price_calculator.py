@@ -121,6 +121,7 @@ def price(provider: str, model: str, at: str, tokens: Tokens, **kwargs: object) 
     [
         (128000, D("0.1024"), D("0.002")),  # 128000 × 0.8 / 1M; 1000 × 2 / 1M: the lower tier, bound inclusive
         (128001, D("0.3072024"), D("0.02")),  # 128001 × 2.4 / 1M; 1000 × 20 / 1M: the whole request moves up
+        (300000, D("0.72"), D("0.02")),  # past the last band's bound: priced as that band, not the base prices
     ],
 )
 def test_tier_boundary_is_inclusive_and_bills_the_whole_request(
