@@ -161,14 +161,17 @@ def _has_usage(data: bytes) -> bool:
 
 
 class JSONBodyMeter:
-    """A whole JSON body, parsed once at the end by `parse(obj) -> MeterReport`."""
+    """A whole JSON body, parsed once at the end by `parse(obj) -> MeterReport`. With `expects_json` (an
+    endpoint that only answers JSON), a successful answer that is not a JSON object is the provider's
+    error (an HTML page from a proxy in the way, say), not a completion to estimate and bill."""
 
-    def __init__(self, status: int, parse: Any) -> None:
+    def __init__(self, status: int, parse: Any, expects_json: bool = False) -> None:
         self._status = status
         self._chunks: list[bytes] = []
         self._parse = parse
         self._report = MeterReport()
         self._obj: Any = None
+        self._expects_json = expects_json and status < 400
 
     def feed(self, chunk: bytes) -> bytes:
         self._chunks.append(chunk)
@@ -180,6 +183,8 @@ class JSONBodyMeter:
         self._obj = common.loads(body) if body else None
         if isinstance(self._obj, dict):
             self._report = self._parse(self._obj, self._status)
+        elif self._expects_json:
+            self._report = MeterReport(error=f"the provider answered {self._status} with a body that is not JSON")
         return b""
 
     def report(self) -> MeterReport:
@@ -381,7 +386,7 @@ def bearer_request(
 def new_meter(call: Call, status: int, content_type: str) -> Meter:
     if content_type.startswith("text/event-stream"):
         return SSEMeter(call.strip_usage_chunk and status < 400)
-    return JSONBodyMeter(status, parse_json_body)
+    return JSONBodyMeter(status, parse_json_body, expects_json=call.endpoint in OPENAI_ENDPOINTS)
 
 
 class OpenAIKind:

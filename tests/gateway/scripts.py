@@ -192,3 +192,11 @@ async def endless(request: web.Request) -> web.StreamResponse:
 
 
 ALL["endless"] = endless
+
+
+async def html_page(request: web.Request) -> web.StreamResponse:
+    """A 200 HTML page where a completion should be (a proxy or a login page in the way)."""
+    return web.Response(text="<html><body>Please sign in</body></html>", content_type="text/html")
+
+
+ALL["html"] = html_page

@@ -213,6 +213,14 @@ def test_an_error_instead_of_a_completion_in_a_200_is_billed_nothing(gw: LiveGat
     assert event["usage_source"] == "none" and event["input_tokens"] == 0 and event["total_cost"] == 0
 
 
+def test_an_html_page_instead_of_a_completion_is_an_error_billed_nothing(gw: LiveGateway) -> None:
+    r = post(gw, "/html/chat/completions", CHAT)
+    assert r.status_code == 200 and "Please sign in" in r.text, "relayed as it came"
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert event["error_type"] == "upstream_error" and "not JSON" in event["error_message"]
+    assert event["usage_source"] == "none" and event["total_cost"] == 0
+
+
 def test_unknown_model_is_404_model_not_found(gw: LiveGateway, client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
