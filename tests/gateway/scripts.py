@@ -180,20 +180,6 @@ async def error_in_200(request: web.Request) -> web.StreamResponse:
 ALL["error200"] = error_in_200
 
 
-async def endless(request: web.Request) -> web.StreamResponse:
-    """A stream of a word every 100 ms for a minute: still running when a gateway's grace period ends."""
-    resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-    await resp.prepare(request)
-    for _ in range(600):
-        await resp.write(chunk("word "))
-        await asyncio.sleep(0.1)
-    await resp.write(b"data: [DONE]\n\n")
-    return resp
-
-
-ALL["endless"] = endless
-
-
 async def html_page(request: web.Request) -> web.StreamResponse:
     """A 200 HTML page where a completion should be (a proxy or a login page in the way)."""
     return web.Response(text="<html><body>Please sign in</body></html>", content_type="text/html")
