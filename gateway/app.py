@@ -257,13 +257,20 @@ async def admin_guard(request: Request) -> Response | None:
     )  # fmt: skip
 
 
+def _reload_elsewhere(request: Request) -> None:
+    """After a worker of `serve --workers N` reloaded its price book: the supervisor passes SIGHUP on to
+    every worker and the store process, so they all price with the same book."""
+    if _gateway(request).config.storage.store_socket is not None:
+        os.kill(os.getppid(), signal.SIGHUP)
+
+
 def _control_routes() -> list[Route]:
     return [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/v1/models", list_models),
         Route("/v1/models/{model:path}", retrieve_model),
-        *pricing_api.routes(lambda request: _gateway(request).pricer, admin_guard),
+        *pricing_api.routes(lambda request: _gateway(request).pricer, admin_guard, _reload_elsewhere),
     ]
 
 

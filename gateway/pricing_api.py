@@ -2,7 +2,8 @@
 
 POST /admin/quote           {"provider", "model", "input_tokens", "output_tokens", ["cached_tokens"], ["at"],
                              ["tenant"], ["thinking"], ["service_tier"]}  -> the estimate with its breakdown
-POST /admin/prices/reload   re-read the book; an invalid book is refused and the old one stays in force
+POST /admin/prices/reload   re-read the book; an invalid book is refused and the old one stays in force.
+                            Under `serve --workers N` every other process reloads too (`spread`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gateway.providers.openai import error_body
 from pricing.book import unknown_tier
 
 Guard = Callable[[Request], Awaitable[Response | None]]
+Spread = Callable[[Request], None]  # after a good reload here: have the gateway's other processes reload
 
 
 class Invalid(ValueError):
@@ -62,7 +64,7 @@ def _service_tier(body: dict[str, Any], known: tuple[str, ...]) -> str | None:
     return tier if isinstance(tier, str) else None
 
 
-def routes(pricer: Callable[[Request], EventPricer], guard: Guard) -> list[Route]:
+def routes(pricer: Callable[[Request], EventPricer], guard: Guard, spread: Spread | None = None) -> list[Route]:
     async def quote(request: Request) -> Response:
         if (denied := await guard(request)) is not None:
             return denied
@@ -98,6 +100,8 @@ def routes(pricer: Callable[[Request], EventPricer], guard: Guard) -> list[Route
                 error_body(422, "invalid_price_book", f"price book not reloaded, the old one stays: {message}"),
                 status_code=422, media_type="application/json",
             )  # fmt: skip
+        if spread is not None:
+            spread(request)
         return JSONResponse({"reloaded": True, "message": message, "version": pricer(request).pricer.version})
 
     return [Route("/admin/quote", quote, methods=["POST"]), Route("/admin/prices/reload", reload, methods=["POST"])]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import httpx
+import yaml
 
 from tests.storage.helpers import rollup_mismatches
 from tests.storage.serving import Load, ServeGroup, demo_config, wait_until
@@ -106,3 +107,49 @@ def test_sigkill_of_the_whole_group_under_load_loses_and_duplicates_nothing(tmp_
     assert len(ids) == len(set(ids)), "a request was stored twice"
     assert answered <= set(ids), f"{len(answered - set(ids))} answered requests are missing"
     assert len(ids) - len(answered) <= CLIENTS  # only requests in flight at the kill may lack an answer
+
+
+def stored_event(url: str, request_id: str) -> dict[str, object] | None:
+    r = httpx.get(f"{url}/admin/events/{request_id}", timeout=10)
+    return r.json() if r.status_code == 200 else None  # type: ignore[no-any-return]
+
+
+def _book(folder: Path, *entries: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "prices.yaml").write_text("prices:\n" + "".join(
+        f"  - {{provider: openai, model: gpt-4o-mini, currency: USD, {entry}, output: 1}}\n" for entry in entries
+    ))  # fmt: skip
+    return folder
+
+
+def test_a_price_book_reload_through_one_worker_reaches_every_process(tmp_path: Path) -> None:
+    book = _book(tmp_path / "book", "effective_from: 2024-07-18, input: 1")
+    cfg, port = demo_config(tmp_path, {"path": str(tmp_path / "e.duckdb"), "flush_interval_ms": 50})
+    doc = yaml.safe_load(cfg.read_text())
+    cfg.write_text(yaml.safe_dump({**doc, "pricing": {"book": str(book), "reporting_currency": "USD"}}))
+    gateway = ServeGroup(cfg, port, 2, tmp_path / "serve.log")
+    usage = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 1_000_000, "output_tokens": 0}
+
+    def ingested_price_id() -> str:  # priced by the store process
+        answer = httpx.post(f"{gateway.url}/v1/usage", json=usage, timeout=10)
+        assert answer.status_code == 200, answer.text
+        request_id = answer.json()["request_ids"][0]
+        return str(wait_until(lambda: stored_event(gateway.url, request_id))["price_id"])
+
+    try:
+        gateway.start()
+        assert ingested_price_id() == "openai/gpt-4o-mini@2024-07-18T00:00:00Z"
+        _book(tmp_path / "book", "effective_from: 2024-07-18, input: 1", "effective_from: 2025-01-01, input: 2")
+        reloaded = httpx.post(f"{gateway.url}/admin/prices/reload", timeout=10)
+        assert reloaded.status_code == 200 and reloaded.json()["reloaded"], reloaded.text
+        new = "openai/gpt-4o-mini@2025-01-01T00:00:00Z"
+        wait_until(lambda: ingested_price_id() == new, timeout=20)
+        chat = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+        for _ in range(20):  # fresh connections: both workers answer some of them
+            r = httpx.post(f"{gateway.url}/v1/chat/completions", json=chat, headers={"connection": "close"})
+            assert r.status_code == 200
+            event = wait_until(lambda r=r: stored_event(gateway.url, r.headers["x-meterway-request-id"]))
+            assert event["price_id"] == new, event
+        assert gateway.terminate() == 0, gateway.log.read_text()
+    finally:
+        gateway.stop()
