@@ -121,7 +121,7 @@ class Governance:
                 self.gauge.labels(status.budget.name).set(float(status.spent / status.budget.limit))
 
     def on_crossing(self, crossing: ThresholdCrossing) -> None:
-        log.warning("budget threshold: %s", crossing.message)
+        log.warning("budget threshold: %s", crossing.message())
         self.dispatcher.notify(threshold_notification(crossing))
 
 

@@ -161,6 +161,24 @@ def test_64_concurrent_requests_cannot_overshoot_a_budget(upstream: Upstream, tm
         gw.stop()
 
 
+def test_a_threshold_crossing_is_logged_in_words(
+    upstream: Upstream, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    budget = {"name": "acme-daily", "tenant": "acme", "period": "day", "limit": str(ONE_REQUEST * 2),
+              "currency": "USD", "soft": [0.8]}  # fmt: skip
+    gw = LiveGateway.from_doc(tmp_path, governed(upstream, tmp_path, {"budgets": [budget]})).start()
+    url = f"{gw.url}/v1/chat/completions"
+    try:
+        with caplog.at_level("WARNING", logger="meterway.governance"):
+            for _ in range(2):
+                assert httpx.post(url, json=CHAT, headers={"X-Tenant-Id": "acme"}).is_success
+            gw.flush()
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("budget threshold: ")]
+        assert lines and "acme-daily" in lines[0] and "bound method" not in lines[0], lines
+    finally:
+        gw.stop()
+
+
 def test_rate_limit_answers_429_with_retry_after(upstream: Upstream, tmp_path: Path) -> None:
     limits = {"rate_limits": [{"tenant": "acme", "rpm": 3}]}
     gw = LiveGateway.from_doc(tmp_path, governed(upstream, tmp_path, limits)).start()
