@@ -28,6 +28,21 @@ def _error(status: int, code: str, message: str) -> Response:
     return Response(error_body(status, code, message), status_code=status, media_type="application/json")
 
 
+KEY_FIELDS = ("tenant", "name", "user", "feature", "expires_at", "allowed_models", "allowed_providers")
+
+
+def _expiry(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        at = None
+    if at is None:
+        raise ValueError(f"'expires_at' must be an ISO 8601 date or time like 2027-01-01T00:00:00Z, got {value!r}")
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def _strings(body: dict[str, Any], key: str) -> tuple[str, ...]:
     value = body.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -44,10 +59,9 @@ def routes(governance: Callable[[Request], Governance]) -> list[Route]:
             body = orjson.loads(await request.body())
             if not isinstance(body, dict) or not isinstance(body.get("tenant"), str) or not body["tenant"]:
                 raise ValueError("'tenant' (a non-empty string) is required")
-            expires = body.get("expires_at")
-            expires_at = datetime.fromisoformat(expires) if isinstance(expires, str) else None
-            if expires_at is not None and expires_at.tzinfo is None:
-                expires_at = expires_at.replace(tzinfo=UTC)
+            if unknown := sorted(set(body) - set(KEY_FIELDS)):  # a restriction misspelt must not go missing
+                raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}: expected {', '.join(KEY_FIELDS)}")
+            expires_at = _expiry(body.get("expires_at"))
             record, raw = governance(request).keys.create(
                 body["tenant"], name=body.get("name"), user=body.get("user"), feature=body.get("feature"),
                 expires_at=expires_at, allowed_models=_strings(body, "allowed_models"),

@@ -100,6 +100,21 @@ def test_a_key_that_would_expire_in_the_past_is_refused(keyed: tuple[LiveGateway
     assert r.status_code == 400 and "is already past" in r.json()["error"]["message"]
 
 
+def test_a_key_request_with_a_field_it_does_not_know_is_refused(keyed: tuple[LiveGateway, str, Path]) -> None:
+    """The command line's names (`models`, `expires`) would otherwise create a key without its limits."""
+    gw, _, _ = keyed
+    for body, expected in (
+        ({"tenant": "r", "models": ["gpt-4o*"]}, "unknown field(s) 'models': expected tenant, name, user"),
+        ({"tenant": "r", "expires": "2030-01-01"}, "unknown field(s) 'expires'"),
+        ({"tenant": "r", "expires_at": 20300101}, "'expires_at' must be an ISO 8601 date or time"),
+        ({"tenant": "r", "expires_at": "soon"}, "'expires_at' must be an ISO 8601 date or time"),
+    ):
+        r = httpx.post(f"{gw.url}/admin/keys", json=body)
+        assert r.status_code == 400 and expected in r.json()["error"]["message"], r.text
+    r = httpx.post(f"{gw.url}/admin/keys", json={"tenant": "r", "allowed_models": ["gpt-4o*"]})
+    assert r.status_code == 201 and r.json()["allowed_models"] == ["gpt-4o*"]
+
+
 def test_refused_requests_keep_their_key_and_tenant_and_are_priced_at_zero(upstream: Upstream, tmp_path: Path) -> None:
     """A refusal is billed nothing, under the entry its model would have had, and a re-price agrees."""
     doc = governed(upstream, tmp_path, {"auth": {"require_keys": True}, "rate_limits": [{"tenant": "acme", "rpm": 1}]})
