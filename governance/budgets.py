@@ -34,6 +34,7 @@ from governance.periods import iso_z, period_bounds, period_end, utc
 from governance.scope import RequestScope
 
 ZERO = Decimal(0)
+EXPIRED_KEPT = timedelta(days=1)  # how long a request whose reservation expired may still settle
 SpendKey = tuple[str, datetime]  # (budget name, period start)
 
 
@@ -139,6 +140,7 @@ class BudgetLedger:
         self._ttl = reservation_ttl
         self._spend: dict[SpendKey, PeriodSpend] = {}
         self._reservations: dict[str, Reservation] = {}
+        self._expired: dict[str, Reservation] = {}  # past the TTL but still running: charged when they settle
         self._reserved: dict[SpendKey, Decimal] = {}
         self.changes = 0  # bumped by every mutation, so a saver can tell whether there is anything to save
         if state is not None:
@@ -188,8 +190,9 @@ class BudgetLedger:
         return reservation
 
     def settle(self, reservation: Reservation, actual: Money | None) -> list[ThresholdCrossing]:
-        """Replace the reservation by the request's real cost (None: unpriced, counted as nothing)."""
-        held = self._drop(reservation)
+        """Replace the reservation by the request's real cost (None: unpriced, counted as nothing). A request
+        that outlived its reservation's TTL (a long stream) is charged all the same."""
+        held = self._drop(reservation) or self._expired.pop(reservation.request_key, None)
         if held is None:
             return []
         crossings: list[ThresholdCrossing] = []
@@ -216,11 +219,16 @@ class BudgetLedger:
         return crossings
 
     def expire(self, now: datetime | None = None) -> int:
-        """Release reservations older than the TTL (their request never settled); returns how many."""
-        cutoff = (now or self._clock()) - self._ttl
+        """Release reservations older than the TTL (their request never settled); returns how many. Their
+        requests may still settle (and be charged) for a day."""
+        now = now or self._clock()
+        cutoff = now - self._ttl
         stale = [r for r in self._reservations.values() if r.at < cutoff]
         for reservation in stale:
             self._drop(reservation)
+            self._expired[reservation.request_key] = reservation
+        for key in [k for k, r in self._expired.items() if r.at < now - EXPIRED_KEPT]:
+            del self._expired[key]
         return len(stale)
 
     def status(self, at: datetime | None = None) -> list[BudgetStatus]:

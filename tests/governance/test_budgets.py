@@ -205,6 +205,19 @@ def test_stale_reservations_expire() -> None:
     assert ledger.expire() == 1 and ledger.status()[0].reserved == 0
 
 
+def test_a_request_that_outlives_its_reservation_is_still_charged() -> None:
+    """A stream longer than the reservation's TTL: the hold is released, the real cost still counts, once."""
+    b = budget("10")
+    ledger = BudgetLedger([b], fx, clock=lambda: NOW, reservation_ttl=timedelta(minutes=15))
+    long = ledger.reserve("long", [b], usd("1"), at=NOW - timedelta(minutes=16))
+    assert isinstance(long, Reservation) and ledger.expire() == 1
+    assert ledger.status()[0].reserved == 0 and ledger.status()[0].spent == 0
+    ledger.settle(long, usd("4"))
+    assert ledger.status()[0].spent == 4
+    ledger.settle(long, usd("4"))
+    assert ledger.status()[0].spent == 4, "settled once"
+
+
 def test_estimate_max_cost_uses_max_tokens_the_dearest_output_and_the_discount() -> None:
     pricer = Pricer(book=PriceBook.loads(BOOK), discounts={"acme": Decimal(20)})
     assert estimate_max_cost(pricer, "demo", "m", 1000, 3000, NOW) == usd("0.1")  # 0.01 + 0.09
