@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from gateway.governance_jobs import GovernanceJobs
 
 log = logging.getLogger("meterway.governance")
+NOTIFY_AT_STOP = 5.0  # seconds a stopping gateway waits for notifications still being delivered
 
 
 def data_dir(config: Config) -> Path:
@@ -84,7 +85,9 @@ class Governance:
             await self.shared.close()
         if self.gate.shared_rates is not None:
             await self.gate.shared_rates.close()
-        await self.dispatcher.drain()
+        if stopped := await self.dispatcher.drain(stop_after=NOTIFY_AT_STOP):
+            log.warning("%d notification deliveries were still retrying at shutdown and are dropped "
+                        "(see the delivery log)", stopped)  # fmt: skip
         await self.client.aclose()
         self.anomalies.close()
 

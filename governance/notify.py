@@ -5,7 +5,8 @@ A `Notification` (budget threshold, anomaly, daily or weekly report) goes to eve
 the caller (the request path, the anomaly schedule) never waits on a slow or dead receiver. Each
 delivery is retried with exponential backoff (`base_delay × 2^(attempt-1)`, capped at `max_delay`)
 for up to `max_attempts` attempts on network errors, 408, 429 and 5xx; other 4xx answers are final.
-Every attempt is written to a `DeliveryLog`. `drain()` waits for what is in flight (shutdown, tests).
+Every attempt is written to a `DeliveryLog`. `drain()` waits for what is in flight (tests; at shutdown for
+a few seconds, then what is still retrying is dropped and logged so).
 
 Webhook requests carry the notification as JSON, `X-Meterway-Timestamp` (Unix seconds; also in
 the body as `sent_at`, so the signature covers it) and, with a secret, `X-Meterway-Signature:
@@ -279,16 +280,34 @@ class Dispatcher:
             scheduled += 1
         return scheduled
 
-    async def drain(self) -> None:
-        """Wait until every scheduled delivery has succeeded or given up."""
+    async def drain(self, stop_after: float | None = None) -> int:
+        """Wait until every scheduled delivery has succeeded or given up. With `stop_after` seconds (shutdown),
+        the ones still retrying then are stopped and logged as dropped; returns how many were."""
+        loop = asyncio.get_running_loop()
+        deadline = None if stop_after is None else loop.time() + stop_after
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                break
+            await asyncio.wait(list(self._tasks), timeout=left)
+        stopped = list(self._tasks)
+        for task in stopped:
+            task.cancel()
+        await asyncio.gather(*stopped, return_exceptions=True)
+        return len(stopped)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         return float(min(self._max_delay, self._base_delay * 2 ** (attempt - 1)))
 
     async def _deliver(self, channel: Channel, notification: Notification) -> None:
+        try:
+            await self._attempts(channel, notification)
+        except asyncio.CancelledError:
+            self._record(notification, channel, 0, "dropped", error="the gateway stopped before it was delivered")
+            raise
+
+    async def _attempts(self, channel: Channel, notification: Notification) -> None:
         for attempt in range(1, self._max_attempts + 1):
             try:
                 status = await channel.notifier.send(notification)

@@ -123,6 +123,21 @@ async def test_signed_webhook_is_retried_after_two_failures(
     assert all(x["channel"] == "ops" and x["notification_id"] == note.id for x in lines)
 
 
+async def test_a_stopping_gateway_drops_what_is_still_retrying_and_logs_it(
+    receiver: Receiver, client: httpx.AsyncClient
+) -> None:
+    receiver.statuses = [500] * 5
+    log = MemoryDeliveryLog()
+    dispatcher = Dispatcher([channel(WebhookNotifier("ops", receiver.url, client))], log, base_delay=60)
+    dispatcher.notify(alert())
+    started = asyncio.get_running_loop().time()
+    assert await dispatcher.drain(stop_after=0.5) == 1
+    assert asyncio.get_running_loop().time() - started < 5 and dispatcher.pending == 0
+    assert [(a.attempt, a.status, a.error) for a in log.attempts] == [
+        (1, "retrying", "HTTP 500"), (0, "dropped", "the gateway stopped before it was delivered"),
+    ]  # fmt: skip
+
+
 async def test_a_tampered_body_fails_verification(receiver: Receiver, client: httpx.AsyncClient) -> None:
     dispatcher = Dispatcher(
         [channel(WebhookNotifier("ops", receiver.url, client, secret="other"))], MemoryDeliveryLog()
