@@ -9,8 +9,9 @@ tables the gateway creates:
 
 `reserve` is one transaction: for each applying budget (in name order, so two transactions never
 wait on each other in a cycle) it makes sure the period's row exists, locks it (`SELECT ... FOR
-UPDATE`), drops that budget's reservations older than the TTL, checks `spent + reserved + estimate
-<= limit` and inserts the reservation. A second replica reserving against the same budget waits on
+UPDATE`), marks that budget's reservations older than the TTL expired (they hold nothing any more, but
+their request is still charged if it settles within a day; older ones are deleted), checks `spent +
+reserved + estimate <= limit` and inserts the reservation. A second replica reserving against the same budget waits on
 the row lock until the first commits, so it sees the first one's reservation: spend plus open
 reservations never passes a hard limit. `settle` deletes the reservation and adds the real cost
 under the same lock; `release` deletes it. Nothing is kept in the process, so budget state survives
@@ -24,6 +25,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from governance.budgets import (
+    EXPIRED_KEPT,
     ZERO,
     BudgetStatus,
     Hold,
@@ -56,6 +58,7 @@ CREATE TABLE IF NOT EXISTS meterway_budget_reservations (
     at timestamptz NOT NULL,
     PRIMARY KEY (request_key, budget)
 );
+ALTER TABLE meterway_budget_reservations ADD COLUMN IF NOT EXISTS expired boolean NOT NULL DEFAULT false;
 """
 
 
@@ -93,8 +96,10 @@ class PostgresLedger:
                 start, end = period_bounds(budget.period, when)
                 await _lock_period(cur, budget.name, start)
                 await cur.execute(
-                    "DELETE FROM meterway_budget_reservations WHERE budget = %s AND at < %s",
-                    [budget.name, when - self._ttl],
+                    "WITH gone AS (DELETE FROM meterway_budget_reservations WHERE budget = %s AND at < %s) "
+                    "UPDATE meterway_budget_reservations SET expired = true "
+                    "WHERE budget = %s AND at >= %s AND at < %s AND NOT expired",
+                    [budget.name, when - EXPIRED_KEPT, budget.name, when - EXPIRED_KEPT, when - self._ttl],
                 )
                 amount = ZERO if estimate is None else convert(estimate, budget.currency, when, self._fx)
                 if amount is None and not budget.hard:
@@ -129,7 +134,7 @@ class PostgresLedger:
                     [reservation.request_key, hold.budget],
                 )
                 if cur.rowcount == 0 or budget is None:
-                    continue  # settled already, expired, or the budget is gone
+                    continue  # settled already, released, expired over a day ago, or the budget is gone
                 cost = ZERO if actual is None else convert(actual, budget.currency, reservation.at, self._fx)
                 spend.spent += hold.amount if cost is None else cost
                 crossings += crossings_for(budget, hold.period_start, spend)
@@ -150,7 +155,7 @@ class PostgresLedger:
         async with self._transaction() as cur:
             await cur.execute(
                 "SELECT coalesce(sum(amount), 0) FROM meterway_budget_reservations WHERE budget = %s AND "
-                "period_start = %s",
+                "period_start = %s AND NOT expired",
                 [budget, period_start],
             )
             row = await cur.fetchone()
@@ -192,7 +197,7 @@ async def _lock_period(cur: Cursor, budget: str, start: datetime) -> PeriodSpend
 async def _used(cur: Cursor, budget: str, start: datetime) -> Decimal:
     await cur.execute(
         "SELECT s.spent + coalesce((SELECT sum(amount) FROM meterway_budget_reservations r "
-        "WHERE r.budget = s.budget AND r.period_start = s.period_start), 0) "
+        "WHERE r.budget = s.budget AND r.period_start = s.period_start AND NOT r.expired), 0) "
         "FROM meterway_budget_spend s WHERE s.budget = %s AND s.period_start = %s",
         [budget, start],
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -68,5 +68,28 @@ def test_replicas_reserving_together_never_overshoot_and_spend_survives_a_restar
         await restarted.release(second)
         assert await restarted.spent("acme-daily", start) == (Decimal("0.090"), Decimal(0))
         await restarted.close()
+
+    asyncio.run(run())
+
+
+def test_a_request_that_outlives_its_reservation_is_still_charged(pg: Postgres) -> None:
+    """Another reservation marks the 16-minute-old one expired: it holds nothing, but its request is charged
+    when it settles, once."""
+    dsn = conninfo(pg.create_database("budgets_ttl"))
+    b = budget()
+
+    async def run() -> None:
+        replica = PostgresLedger(dsn, lambda: [b], same_currency, connections=2, reservation_ttl=timedelta(minutes=15))
+        now = datetime.now(UTC)
+        long = await replica.reserve("long", [b], COST, now - timedelta(minutes=16))
+        other = await replica.reserve("other", [b], COST, now)
+        assert isinstance(long, Reservation) and isinstance(other, Reservation)
+        start = long.holds[0].period_start
+        still_held = COST.amount if other.holds[0].period_start == start else Decimal(0)
+        assert await replica.spent(b.name, start) == (Decimal(0), still_held), "the expired hold counts no more"
+        for _ in range(2):
+            await replica.settle(long, Money(Decimal("0.004"), "USD"))
+            assert await replica.spent(b.name, start) == (Decimal("0.004"), still_held)
+        await replica.close()
 
     asyncio.run(run())
