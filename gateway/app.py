@@ -163,6 +163,8 @@ def _lifespan(gateway: Gateway) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await (gateway.storage or gateway.writer).start()
+        if gateway.governance is not None:  # the journal is loaded: spend the budget state missed is in it
+            await gateway.governance.catch_up(gateway.sink.query)
         if gateway.metrics is not None:
             await gateway.metrics.start()
         if gateway.governance is not None:

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from gateway.config import Config
 from gateway.gate import Gate
 from governance.anomaly_log import AnomalyLog, AnomalyStore
+from governance.budget_catch_up import Query, catch_up
 from governance.budget_store import BudgetStore, JsonFileBudgetStore, MemoryBudgetStore, save_changes
 from governance.budgets import BudgetLedger, BudgetStatus, ThresholdCrossing
 from governance.keys import GatewayKeys, JsonFileKeyStore
@@ -72,6 +73,12 @@ class Governance:
         self._task = asyncio.create_task(self._upkeep(), name="meterway-governance")
         if self.jobs is not None:
             await self.jobs.start()
+
+    async def catch_up(self, query: Query) -> None:
+        """Charge the requests that ended after the budget state was last saved (a crash); before serving.
+        A shared ledger (the store process's, or Postgres) keeps its own."""
+        if self.shared is None:
+            await asyncio.to_thread(catch_up, self.ledger, query)
 
     async def stop(self) -> None:
         if self.jobs is not None:

@@ -92,7 +92,8 @@ def state_to_json(state: LedgerState) -> dict[str, Any]:
         }
         for r in state.reservations.values()
     ]
-    return {"version": FORMAT_VERSION, "spend": spend, "reservations": reservations}
+    saved_at = None if state.saved_at is None else state.saved_at.isoformat()
+    return {"version": FORMAT_VERSION, "spend": spend, "reservations": reservations, "saved_at": saved_at}
 
 
 def state_from_json(doc: dict[str, Any]) -> LedgerState:
@@ -111,6 +112,8 @@ def state_from_json(doc: dict[str, Any]) -> LedgerState:
             holds=tuple(Hold(str(b), _time(s), Decimal(a)) for b, s, a in item.get("holds", [])),
         )
         state.reservations[reservation.request_key] = reservation
+    if doc.get("saved_at"):
+        state.saved_at = _time(str(doc["saved_at"]))
     return state
 
 

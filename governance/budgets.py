@@ -111,6 +111,7 @@ class LedgerState:
 
     spend: dict[SpendKey, PeriodSpend] = field(default_factory=dict)
     reservations: dict[str, Reservation] = field(default_factory=dict)
+    saved_at: datetime | None = None  # when the snapshot was taken: what settled later is not in it
 
 
 def matching_budgets(budgets: Iterable[BudgetConfig], scope: RequestScope) -> list[BudgetConfig]:
@@ -143,6 +144,7 @@ class BudgetLedger:
         self._expired: dict[str, Reservation] = {}  # past the TTL but still running: charged when they settle
         self._reserved: dict[SpendKey, Decimal] = {}
         self.changes = 0  # bumped by every mutation, so a saver can tell whether there is anything to save
+        self.restored_at = state.saved_at if state is not None else None  # see governance.budget_catch_up
         if state is not None:
             self._restore(state)
 
@@ -204,6 +206,10 @@ class BudgetLedger:
             crossings += self._add(budget, hold.period_start, hold.amount if cost is None else cost)
         return crossings
 
+    def reservation(self, request_key: str) -> Reservation | None:
+        """The open reservation of a request, if any."""
+        return self._reservations.get(request_key)
+
     def release(self, reservation: Reservation) -> None:
         """Drop a reservation without spending anything (the request never reached the provider)."""
         self._drop(reservation)
@@ -250,7 +256,7 @@ class BudgetLedger:
             budget = self._budgets.get(key[0])
             if budget is not None and period_end(budget.period, key[1]) >= horizon:
                 spend[key] = PeriodSpend(value.spent, set(value.fired))
-        return LedgerState(spend, dict(self._reservations))
+        return LedgerState(spend, dict(self._reservations), self._clock())
 
     def _restore(self, state: LedgerState) -> None:
         self._spend = {key: PeriodSpend(v.spent, set(v.fired)) for key, v in state.spend.items()}

@@ -43,6 +43,7 @@ from starlette.routing import Route
 from gateway.admin import AdminGuard, admin_key
 from gateway.config import Config
 from gateway.governance_setup import store_ledger
+from governance.budget_catch_up import catch_up
 from governance.budget_store import JsonFileBudgetStore, save_changes
 from governance.budgets import BudgetLedger
 from governance.ratelimit import RateLimiter
@@ -110,6 +111,8 @@ async def _serve(config: Config, socket_path: str, conn: Connection) -> None:
     await storage.start()  # loads what earlier runs left in the journal
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, pricer.reload)
     budgets = store_ledger(config, lambda a, b, at: pricer.pricer.book.fx_rate(a, b, at))
+    if budgets is not None:  # the journal is loaded: spend the saved budget state missed is in it
+        await asyncio.to_thread(catch_up, budgets[0], storage.api.sink.query)
     upkeep = asyncio.create_task(_keep_ledger(*budgets)) if budgets is not None else None
     app = store_app(storage, config, budgets[0] if budgets is not None else None)
     server = _StoreServer(

@@ -194,6 +194,40 @@ def test_a_threshold_crossing_is_logged_in_words(
         gw.stop()
 
 
+def test_spend_the_budget_state_missed_before_a_crash_is_charged_at_the_next_start(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """budgets.json is saved about once a second; the events of requests that ended after its last save
+    survive a crash in the journal, and the next start charges them from there (once)."""
+    budget = {"name": "acme-daily", "tenant": "acme", "period": "day", "limit": "1", "currency": "USD"}
+    doc = governed(upstream, tmp_path, {"budgets": [budget]})
+    state = tmp_path / "budgets.json"
+
+    def spent_after_start() -> Decimal:
+        gw = LiveGateway.from_doc(tmp_path, doc).start()
+        try:
+            return Decimal(httpx.get(f"{gw.url}/admin/budgets").json()["budgets"][0]["spent"])
+        finally:
+            gw.stop()
+
+    gw = LiveGateway.from_doc(tmp_path, doc).start()
+    try:
+        before = json.loads(state.read_text()) if state.exists() else None
+        for _ in range(3):
+            assert httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"X-Tenant-Id": "acme"}).is_success
+        gw.flush()
+    finally:
+        gw.stop()
+    assert Decimal(json.loads(state.read_text())["spend"][0]["spent"]) == 3 * ONE_REQUEST
+    # as if the process had died right after a save taken before these requests ended
+    saved = json.loads(state.read_text())
+    saved["spend"][0]["spent"] = "0"
+    saved["saved_at"] = (before or {}).get("saved_at") or "2000-01-01T00:00:00+00:00"
+    state.write_text(json.dumps(saved))
+    assert spent_after_start() == 3 * ONE_REQUEST
+    assert spent_after_start() == 3 * ONE_REQUEST, "a clean stop saves the state: nothing is charged twice"
+
+
 def test_rate_limit_answers_429_with_retry_after(upstream: Upstream, tmp_path: Path) -> None:
     limits = {"rate_limits": [{"tenant": "acme", "rpm": 3}]}
     gw = LiveGateway.from_doc(tmp_path, governed(upstream, tmp_path, limits)).start()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from governance.budget_catch_up import catch_up
 from governance.budget_fx import fx_problems
 from governance.budget_store import JsonFileBudgetStore, MemoryBudgetStore, save_changes
 from governance.budgets import BudgetLedger, Refusal, Reservation, matching_budgets
@@ -264,3 +265,28 @@ async def test_64_concurrent_requests_cannot_overshoot_a_budget() -> None:
     assert status.reserved == 0
     assert abs(status.spent * Decimal("0.14") - total) < Decimal("1e-9")
     assert status.spent <= b.limit
+
+
+def test_catch_up_charges_what_ended_after_the_saved_state_once() -> None:
+    """A restored reservation is settled by its event; an event without one is charged to its budgets."""
+    b = budget("10", selector=Selector(tenant="acme"))
+    saved = BudgetLedger([b], fx, clock=lambda: NOW)
+    open_one = saved.reserve("open", [b], usd("2"), at=NOW - timedelta(seconds=5))
+    assert isinstance(open_one, Reservation)
+    state = saved.snapshot()
+    assert state.saved_at == NOW
+    asked: list[list[object]] = []
+
+    def query(sql: str, params: list[object]) -> list[tuple[object, ...]]:
+        asked.append(params)
+        return [
+            ("open", NOW - timedelta(seconds=5), "acme", None, None, "openai", "m", Decimal("1.5"), "USD"),
+            ("unreserved", NOW, "acme", None, None, "openai", "m", Decimal("0.5"), "USD"),
+            ("elsewhere", NOW, "globex", None, None, "openai", "m", Decimal("7"), "USD"),
+        ]
+
+    later = BudgetLedger([b], fx, state=state, clock=lambda: NOW + timedelta(seconds=1))
+    assert later.status()[0].reserved == 2
+    assert catch_up(later, query) == 3 and asked == [[NOW - timedelta(days=1), NOW]]
+    assert (later.status()[0].spent, later.status()[0].reserved) == (Decimal("2.0"), 0)
+    assert catch_up(BudgetLedger([b], fx, clock=lambda: NOW), query) == 0, "no saved state: nothing to catch up"
