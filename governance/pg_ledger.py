@@ -9,13 +9,13 @@ tables the gateway creates:
 
 `reserve` is one transaction: for each applying budget (in name order, so two transactions never
 wait on each other in a cycle) it makes sure the period's row exists, locks it (`SELECT ... FOR
-UPDATE`), marks that budget's reservations older than the TTL expired (they hold nothing any more, but
-their request is still charged if it settles within a day; older ones are deleted), checks `spent +
-reserved + estimate <= limit` and inserts the reservation. A second replica reserving against the same budget waits on
-the row lock until the first commits, so it sees the first one's reservation: spend plus open
-reservations never passes a hard limit. `settle` deletes the reservation and adds the real cost
-under the same lock; `release` deletes it. Nothing is kept in the process, so budget state survives
-restarts of every replica.
+UPDATE`), marks that budget's reservations older than the TTL expired (they hold nothing any more,
+but their request is still charged if it settles within a day; older ones are deleted), checks
+`spent + reserved + estimate <= limit` and inserts the reservation. A second replica reserving
+against the same budget waits on the row lock until the first commits, so it sees the first one's
+reservation: spend plus open reservations never passes a hard limit. `settle` deletes the
+reservation and adds the real cost under the same lock; `release` deletes it. Nothing is kept in the
+process, so budget state survives restarts of every replica.
 """
 
 from __future__ import annotations
