@@ -10,7 +10,6 @@ GET    /admin/budgets           every budget with its period, spend, reservation
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +20,7 @@ from starlette.routing import Route
 
 from gateway.governance_setup import Governance
 from gateway.providers.openai import error_body
-from governance.periods import iso_z
+from governance.periods import iso_time, iso_z
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -29,18 +28,6 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 KEY_FIELDS = ("tenant", "name", "user", "feature", "expires_at", "allowed_models", "allowed_providers")
-
-
-def _expiry(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        at = None
-    if at is None:
-        raise ValueError(f"'expires_at' must be an ISO 8601 date or time like 2027-01-01T00:00:00Z, got {value!r}")
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _strings(body: dict[str, Any], key: str) -> tuple[str, ...]:
@@ -61,7 +48,8 @@ def routes(governance: Callable[[Request], Governance]) -> list[Route]:
                 raise ValueError("'tenant' (a non-empty string) is required")
             if unknown := sorted(set(body) - set(KEY_FIELDS)):  # a restriction misspelt must not go missing
                 raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}: expected {', '.join(KEY_FIELDS)}")
-            expires_at = _expiry(body.get("expires_at"))
+            expires = body.get("expires_at")
+            expires_at = None if expires is None else iso_time("expires_at", expires, "2027-01-01T00:00:00Z")
             record, raw = governance(request).keys.create(
                 body["tenant"], name=body.get("name"), user=body.get("user"), feature=body.get("feature"),
                 expires_at=expires_at, allowed_models=_strings(body, "allowed_models"),

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from gateway.costing import EventPricer
 from gateway.providers.openai import error_body
+from governance.periods import iso_time
 from pricing.book import unknown_tier
 
 Guard = Callable[[Request], Awaitable[Response | None]]
@@ -49,12 +50,9 @@ def _at(body: dict[str, Any]) -> datetime:
     if not value:
         return datetime.now(UTC)
     try:
-        at = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        at = None
-    if at is None:
-        raise Invalid("at", f"'at' must be an ISO 8601 date or time like 2025-06-01T12:00:00Z, got {value!r}")
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+        return iso_time("at", value, "2025-06-01T12:00:00Z")
+    except ValueError as exc:
+        raise Invalid("at", str(exc)) from None
 
 
 def _service_tier(body: dict[str, Any], known: tuple[str, ...]) -> str | None:

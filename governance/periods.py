@@ -7,6 +7,7 @@ budget resets. Every time here is timezone-aware UTC.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 def utc(at: datetime) -> datetime:
@@ -48,3 +49,15 @@ def period_bounds(period: str, at: datetime) -> tuple[datetime, datetime]:
 def iso_z(at: datetime) -> str:
     """`2025-06-01T00:00:00Z`."""
     return utc(at).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_time(field: str, value: Any, example: str) -> datetime:
+    """`value` of a request's `field` as an aware time (UTC when it names no offset); a ValueError naming
+    the field and what it takes otherwise."""
+    try:
+        at = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        at = None
+    if at is None:
+        raise ValueError(f"'{field}' must be an ISO 8601 date or time like {example}, got {value!r}")
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
