@@ -40,13 +40,14 @@ class GatewayServer(uvicorn.Server):
 
 def uvicorn_config(config: Config, pricer: EventPricer | None = None) -> uvicorn.Config:
     from gateway.app import create_app  # here, so that a supervisor never loads the app (nor DuckDB)
+    from gateway.http_protocol import GatheringHttpToolsProtocol
 
     return uvicorn.Config(
         create_app(config, pricer),
         host=config.server.host,
         port=config.server.port,
         loop="uvloop",
-        http="httptools",
+        http=GatheringHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # nothing reads the client address, so no X-Forwarded-* rewriting per request

@@ -1,0 +1,162 @@
+"""The gateway's HTTP protocol: a response's writes leave in one send per turn of the loop, and nothing is
+held past the turn that wrote it (a stream's headers go out before its first chunk exists)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from gateway.http_protocol import GatheringHttpToolsProtocol, GatheringTransport
+
+
+class Recording:
+    """A transport that records what reaches it."""
+
+    def __init__(self, inner: Any = None) -> None:
+        self.inner = inner
+        self.writes: list[bytes] = []
+        self.closed = self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        if self.inner is not None:
+            self.inner.write(data)
+
+    def is_closing(self) -> bool:
+        return self.inner.is_closing() if self.inner is not None else self.closed
+
+    def close(self) -> None:
+        self.closed = True
+        if self.inner is not None:
+            self.inner.close()
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def next_turn() -> None:
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+async def test_writes_of_one_turn_reach_the_socket_as_one() -> None:
+    inner = Recording()
+    gathering = GatheringTransport(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+    gathering.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    gathering.write(bytearray(b"{}"))
+    gathering.write(b"")
+    assert inner.writes == []
+    assert gathering.get_write_buffer_size() == 21
+    await next_turn()
+    assert inner.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}"]
+    gathering.writelines([b"a", b"b"])
+    await next_turn()
+    assert inner.writes[1:] == [b"ab"]
+
+
+async def test_close_sends_what_is_held_and_abort_drops_it() -> None:
+    loop = asyncio.get_running_loop()
+    inner = Recording()
+    gathering = GatheringTransport(inner, loop)  # type: ignore[arg-type]
+    gathering.write(b"last words")
+    gathering.close()
+    assert inner.writes == [b"last words"] and inner.closed
+    await next_turn()  # the scheduled send finds nothing left
+    assert inner.writes == [b"last words"]
+
+    inner = Recording()
+    gathering = GatheringTransport(inner, loop)  # type: ignore[arg-type]
+    gathering.write(b"never sent")
+    gathering.abort()
+    await next_turn()
+    assert inner.writes == [] and inner.aborted
+
+
+async def test_nothing_is_written_to_a_transport_already_closed() -> None:
+    inner = Recording()
+    gathering = GatheringTransport(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+    gathering.write(b"to a peer that left")
+    inner.closed = True
+    await next_turn()
+    assert inner.writes == []
+
+
+# -- on a real uvicorn server ----------------------------------------------------------------------
+
+SENT: list[Recording] = []
+
+
+class RecordedProtocol(GatheringHttpToolsProtocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        SENT.append(recording := Recording(transport))
+        super().connection_made(recording)  # type: ignore[arg-type]
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/whole":
+        body = b'{"ok":true}'
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    await RELEASE[0].wait()  # the first chunk exists only once the client has seen the headers
+    await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+RELEASE: list[asyncio.Event] = []
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[int]:
+    SENT.clear()
+    RELEASE[:] = [asyncio.Event()]
+    config = uvicorn.Config(app, http=RecordedProtocol, lifespan="off", log_level="warning")
+    srv = uvicorn.Server(config)
+    # A socket listening before the server starts: connections wait in its backlog until the server takes them.
+    sock = socket.create_server(("127.0.0.1", 0))
+    task = asyncio.create_task(srv.serve(sockets=[sock]))
+    yield sock.getsockname()[1]
+    srv.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def request(port: int, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    return reader, writer
+
+
+async def test_a_whole_answer_leaves_in_one_send(server: int) -> None:
+    reader, writer = await request(server, "/whole")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and await reader.readexactly(11) == b'{"ok":true}'
+    writer.close()
+    assert len(SENT[0].writes) == 1 and SENT[0].writes[0].endswith(b'\r\n\r\n{"ok":true}')
+
+
+async def test_a_stream_s_headers_are_not_held_for_its_first_chunk(server: int) -> None:
+    reader, writer = await request(server, "/stream")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert b"text/event-stream" in head
+    RELEASE[0].set()
+    assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10) == b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"
+    writer.close()
+    assert len(SENT[0].writes) == 2  # the headers, then the chunk with the end of the stream
