@@ -1,5 +1,6 @@
-"""The gateway's HTTP protocol: a response's writes leave in one send per turn of the loop, and nothing is
-held past the turn that wrote it (a stream's headers go out before its first chunk exists)."""
+"""The gateway's HTTP protocol: a response's head leaves with the write that follows it, a busy loop sends its
+writes at the end of its turn, and nothing is held past the turn that wrote it (a stream's head goes out before
+its first chunk exists)."""
 
 from __future__ import annotations
 
@@ -51,34 +52,60 @@ async def next_turn() -> None:
     await asyncio.sleep(0)
 
 
-async def test_writes_of_one_turn_reach_the_socket_as_one() -> None:
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+
+
+async def test_a_head_leaves_with_the_write_after_it() -> None:
     inner = Recording()
     gathering = GatheringTransport(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
-    gathering.write(b"HTTP/1.1 200 OK\r\n\r\n")
-    gathering.write(bytearray(b"{}"))
+    gathering.write(HEAD)
     gathering.write(b"")
     assert inner.writes == []
-    assert gathering.get_write_buffer_size() == 21
+    assert gathering.get_write_buffer_size() == len(HEAD)
+    gathering.write(bytearray(b"{}"))
+    assert inner.writes == [HEAD + b"{}"]  # at once, not at the next turn
+    gathering.writelines([b"more ", b"bytes"])  # writes that start nothing go straight through
+    assert inner.writes[1:] == [b"more ", b"bytes"]
+    await next_turn()  # the turn's end finds nothing held
+    assert len(inner.writes) == 3
+
+
+async def test_a_head_alone_leaves_at_the_end_of_the_turn() -> None:
+    inner = Recording()
+    gathering = GatheringTransport(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+    gathering.write(HEAD)
     await next_turn()
-    assert inner.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}"]
-    gathering.writelines([b"a", b"b"])
+    assert inner.writes == [HEAD]
+
+
+async def test_while_other_requests_are_in_flight_writes_wait_for_the_end_of_the_turn() -> None:
+    inner = Recording()
+    in_flight = {"this request", "another"}
+    gathering = GatheringTransport(inner, asyncio.get_running_loop(), in_flight)  # type: ignore[arg-type]
+    gathering.write(HEAD)
+    gathering.write(b"{}")
+    gathering.write(b"data: 1\n\n")
+    assert inner.writes == []
     await next_turn()
-    assert inner.writes[1:] == [b"ab"]
+    assert inner.writes == [HEAD + b"{}data: 1\n\n"]
+    in_flight.discard("another")  # alone again: a write goes at once, with anything held before it
+    gathering.write(b"x")
+    assert inner.writes[1:] == [b"x"]
 
 
 async def test_close_sends_what_is_held_and_abort_drops_it() -> None:
     loop = asyncio.get_running_loop()
     inner = Recording()
     gathering = GatheringTransport(inner, loop)  # type: ignore[arg-type]
-    gathering.write(b"last words")
+    gathering.write(HEAD)
     gathering.close()
-    assert inner.writes == [b"last words"] and inner.closed
-    await next_turn()  # the scheduled send finds nothing left
-    assert inner.writes == [b"last words"]
+    assert inner.writes == [HEAD] and inner.closed
+    await next_turn()
+    assert inner.writes == [HEAD]
 
     inner = Recording()
     gathering = GatheringTransport(inner, loop)  # type: ignore[arg-type]
-    gathering.write(b"never sent")
+    gathering.write(HEAD)
     gathering.abort()
     await next_turn()
     assert inner.writes == [] and inner.aborted
@@ -87,7 +114,7 @@ async def test_close_sends_what_is_held_and_abort_drops_it() -> None:
 async def test_nothing_is_written_to_a_transport_already_closed() -> None:
     inner = Recording()
     gathering = GatheringTransport(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
-    gathering.write(b"to a peer that left")
+    gathering.write(HEAD)
     inner.closed = True
     await next_turn()
     assert inner.writes == []
@@ -159,4 +186,4 @@ async def test_a_stream_s_headers_are_not_held_for_its_first_chunk(server: int) 
     RELEASE[0].set()
     assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10) == b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"
     writer.close()
-    assert len(SENT[0].writes) == 2  # the headers, then the chunk with the end of the stream
+    assert len(SENT[0].writes) == 3  # the head, the chunk, the end of the stream
