@@ -14,7 +14,9 @@ kernel's TCP stack. Here:
   answered at once.
 
 Nothing is held past the turn of the loop that wrote it: a stream whose first chunk is not there
-yet still sends its head before the loop waits for anything.
+yet still sends its head before the loop waits for anything. Nor is more than HOLD_AT bytes held:
+past that, what is held goes to the socket at once, so the transport's high-water mark still pauses
+a producer that writes much in one turn (uvicorn waits only once the transport has said so).
 """
 
 from __future__ import annotations
@@ -24,15 +26,18 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+HOLD_AT = 64 * 1024  # bytes held at most before they are sent (asyncio's default high-water mark)
+
 
 class GatheringTransport:
     """A socket transport that holds writes until the end of the loop's turn: a response's head (a write
-    starting with `HTTP/`) until the next write, and every write while `in_flight` holds other requests.
+    starting with `HTTP/`) until the next write, and every write while `in_flight` holds other requests,
+    HOLD_AT bytes at most.
 
     Everything but writing and closing is the underlying transport's. `close()` writes what is
     held first; `abort()` drops it, as the underlying transport drops its own buffer."""
 
-    __slots__ = ("_held", "_in_flight", "_loop", "_transport")
+    __slots__ = ("_held", "_held_bytes", "_in_flight", "_loop", "_transport")
 
     def __init__(
         self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, in_flight: set[Any] | None = None
@@ -41,6 +46,7 @@ class GatheringTransport:
         self._loop = loop
         self._in_flight: set[Any] = set() if in_flight is None else in_flight
         self._held: list[bytes] = []
+        self._held_bytes = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
@@ -49,10 +55,12 @@ class GatheringTransport:
         busy = len(self._in_flight) > 1
         if held:
             held.append(bytes(data))
-            if not busy:
+            self._held_bytes += len(data)
+            if not busy or self._held_bytes >= HOLD_AT:
                 self._send()
-        elif busy or data[:5] == b"HTTP/":
+        elif (busy or data[:5] == b"HTTP/") and len(data) < HOLD_AT:
             held.append(bytes(data))
+            self._held_bytes = len(data)
             self._loop.call_soon(self._send)
         else:
             self._transport.write(data)
@@ -67,6 +75,7 @@ class GatheringTransport:
             return
         data = held[0] if len(held) == 1 else b"".join(held)
         held.clear()
+        self._held_bytes = 0
         if not self._transport.is_closing():  # a peer that left has a closed transport
             self._transport.write(data)
 
@@ -76,6 +85,7 @@ class GatheringTransport:
 
     def abort(self) -> None:
         self._held.clear()
+        self._held_bytes = 0
         self._transport.abort()
 
     def write_eof(self) -> None:
@@ -107,7 +117,7 @@ class GatheringTransport:
         return self._transport.get_protocol()
 
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(len(data) for data in self._held)
+        return self._transport.get_write_buffer_size() + self._held_bytes
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._transport.get_write_buffer_limits()

@@ -131,8 +131,40 @@ class RecordedProtocol(GatheringHttpToolsProtocol):
         super().connection_made(recording)  # type: ignore[arg-type]
 
 
+FLOOD_CHUNK, FLOOD_CHUNKS = 64 * 1024, 400  # 25 MiB, more than loopback's socket buffers take in
+PAUSED: list[int] = []  # the chunk at which /flood's producer was made to wait, -1 if never
+
+
+async def flood(send: Any) -> None:
+    """Send FLOOD_CHUNKS chunks without waiting for anything but `send`; the first `send` that waits (the loop
+    turns while it is in progress) is recorded."""
+    loop = asyncio.get_running_loop()
+
+    def waiting(chunk: int) -> None:
+        PAUSED.append(chunk)
+        EVENTS["flooded"].set()
+
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for i in range(FLOOD_CHUNKS):
+        turn = loop.call_soon(waiting, i)  # runs only if `send` lets the loop turn
+        await send({"type": "http.response.body", "body": b"x" * FLOOD_CHUNK, "more_body": True})
+        turn.cancel()
+    if not PAUSED:
+        waiting(-1)  # never made to wait
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
+        return
+    if scope["path"] == "/flood":
+        await flood(send)
+        return
+    if scope["path"] == "/hold":  # a request in flight until the test lets it go
+        EVENTS["held"].set()
+        await EVENTS["release"].wait()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
         return
     if scope["path"] == "/whole":
         body = b'{"ok":true}'
@@ -141,24 +173,28 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": body})
         return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
-    await RELEASE[0].wait()  # the first chunk exists only once the client has seen the headers
+    await EVENTS["release"].wait()  # the first chunk exists only once the client has seen the headers
     await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-RELEASE: list[asyncio.Event] = []
+EVENTS: dict[str, asyncio.Event] = {}
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[int]:
     SENT.clear()
-    RELEASE[:] = [asyncio.Event()]
-    config = uvicorn.Config(app, http=RecordedProtocol, lifespan="off", log_level="warning")
+    PAUSED.clear()
+    EVENTS.update(release=asyncio.Event(), held=asyncio.Event(), flooded=asyncio.Event())
+    config = uvicorn.Config(
+        app, http=RecordedProtocol, lifespan="off", log_level="warning", timeout_graceful_shutdown=5
+    )
     srv = uvicorn.Server(config)
     # A socket listening before the server starts: connections wait in its backlog until the server takes them.
     sock = socket.create_server(("127.0.0.1", 0))
     task = asyncio.create_task(srv.serve(sockets=[sock]))
     yield sock.getsockname()[1]
+    EVENTS["release"].set()
     srv.should_exit = True
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -183,7 +219,19 @@ async def test_a_stream_s_headers_are_not_held_for_its_first_chunk(server: int) 
     reader, writer = await request(server, "/stream")
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     assert b"text/event-stream" in head
-    RELEASE[0].set()
+    EVENTS["release"].set()
     assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10) == b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"
     writer.close()
     assert len(SENT[0].writes) == 3  # the head, the chunk, the end of the stream
+
+
+async def test_a_busy_loop_still_pauses_a_producer_its_client_cannot_keep_up_with(server: int) -> None:
+    _, holder = await request(server, "/hold")  # another request in flight: this loop gathers its writes
+    await asyncio.wait_for(EVENTS["held"].wait(), 10)
+    _, flooded = await request(server, "/flood")  # never read
+    try:
+        await asyncio.wait_for(EVENTS["flooded"].wait(), 30)
+    finally:
+        flooded.close()
+        holder.close()
+    assert PAUSED[0] >= 0  # without a bound, all 25 MiB piled up in the process within one turn
