@@ -27,6 +27,7 @@ from gateway.attribution import Attribution, AttributionReader
 from gateway.estimate import encoder
 from gateway.gate import OPEN, Admission, Gate
 from gateway.metering import Outcome, build_event
+from gateway.providers.anthropic import AnthropicKind
 from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig, ProviderKind
 from gateway.routing import ModelRouter
 from gateway.upstream import Upstream, UpstreamConnectError, UpstreamError, UpstreamResponse, UpstreamTimeout
@@ -212,7 +213,7 @@ class Proxy:
             out_headers.append((b"x-meterway-request-id", ex.request_id.encode()))
             if response.status < 400 and (call.stream or ctype.startswith(_STREAM_TYPES)):
                 call.stream = True  # what the response is, whatever the request said
-                await self._relay_stream(ex, send, response, meter, out_headers, outcome, call, kind)
+                await self._relay_stream(ex, send, response, meter, out_headers, outcome, call, kind, api)
             else:
                 await self._relay_whole(ex, send, response, meter, out_headers, outcome, call, kind)
         except asyncio.CancelledError:
@@ -246,6 +247,7 @@ class Proxy:
         outcome: Outcome,
         call: Call,
         kind: ProviderKind,
+        api: ProviderKind,
     ) -> None:
         ex.responded = True
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -258,11 +260,11 @@ class Proxy:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
             tail = meter.finish()
         except UpstreamTimeout as exc:
-            tail = meter.finish()
             outcome.error_type, outcome.error_message = "timeout", str(exc)
+            tail = meter.finish() + _broken_stream(api, response, f"provider {call.provider.name!r} stopped sending")
         except UpstreamError as exc:
-            tail = meter.finish()
             outcome.error_type, outcome.error_message = "stream_error", f"upstream stream broke: {exc}"
+            tail = meter.finish() + _broken_stream(api, response, f"provider {call.provider.name!r} broke off")
         finally:
             await response.close()
         report = meter.report()
@@ -461,6 +463,17 @@ def _scrub(body: bytes, provider: ProviderConfig) -> bytes:
         if secret and len(secret) >= 8 and secret.encode() in body:
             body = body.replace(secret.encode(), b"***")
     return body
+
+
+def _broken_stream(api: ProviderKind, response: UpstreamResponse, what: str) -> bytes:
+    """The error event an SSE stream cut short by its upstream ends with, in the format of the API the client
+    called: SDKs raise on it (OpenAI's on a `data:` object holding `error`, Anthropic's on `event: error`), where
+    a stream that merely stopped would read as a complete answer. Other stream formats get nothing."""
+    if not response.content_type.startswith("text/event-stream"):
+        return b""
+    message = f"{what} in the middle of the stream; the answer is incomplete"
+    body = api.error_body(502, "upstream_stream_broken", message)
+    return b"\n\n" + (b"event: error\n" if isinstance(api, AnthropicKind) else b"") + b"data: " + body + b"\n\n"
 
 
 def _decimal_text(value: object) -> str:

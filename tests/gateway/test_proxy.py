@@ -7,11 +7,14 @@ from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import openai
 import pytest
 
+from gateway.providers.anthropic import AnthropicKind
+from gateway.proxy import _broken_stream
 from gateway.usage import Usage
 from tests.gateway import scripts
 from tests.support.gateway import LiveGateway
@@ -39,6 +42,7 @@ def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             {"name": "glob-*", "provider": "echo"},
             {"name": "nousage-model", "provider": "nousage"},
             {"name": "dated-mini", "provider": "dated", "model": "gpt-4o-mini"},
+            {"name": "broken-mini", "provider": "reset", "model": "gpt-4o-mini"},
         ],
     }
     live = LiveGateway.from_doc(tmp_path_factory.mktemp("gw"), doc).start()
@@ -160,9 +164,21 @@ def test_client_disconnect_mid_stream_still_records_an_event(gw: LiveGateway) ->
 def test_upstream_reset_mid_stream(gw: LiveGateway) -> None:
     r = post(gw, "/reset/chat/completions", {**CHAT, "stream": True})
     assert b"partial" in r.content
+    last = r.content.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]  # the stream ends in an error, not as if complete
+    assert last.startswith(b"data: ") and b"[DONE]" not in r.content
+    error = json.loads(last[len(b"data: ") :])["error"]
+    assert error["code"] == "upstream_stream_broken" and "provider 'reset' broke off" in error["message"]
     event = gw.event(r.headers["x-meterway-request-id"])
     assert event["error_type"] == "stream_error"
     assert event["usage_source"] == "estimated" and event["output_tokens"] >= 2
+
+
+def test_a_stream_its_upstream_broke_off_raises_in_the_sdk(gw: LiveGateway, client: openai.OpenAI) -> None:
+    received = ""
+    with pytest.raises(openai.APIError, match="the answer is incomplete"):
+        for chunk in client.chat.completions.create(model="broken-mini", messages=CHAT["messages"], stream=True):
+            received += "".join(choice.delta.content or "" for choice in chunk.choices)
+    assert received == "partial answer"
 
 
 def test_upstream_timeout_is_504_in_openai_format(gw: LiveGateway, client: openai.OpenAI) -> None:
@@ -353,3 +369,12 @@ def test_a_failure_inside_the_gateway_still_answers_and_records(
     monkeypatch.undo()
     event = gw.event(r.headers["x-meterway-request-id"])
     assert event["error_type"] == "internal_error" and event["provider"] == "chat"
+
+
+def test_a_broken_stream_ends_in_the_error_event_of_the_api_called() -> None:
+    sse = SimpleNamespace(content_type="text/event-stream")
+    ndjson = SimpleNamespace(content_type="application/x-ndjson")
+    anthropic = _broken_stream(AnthropicKind(), sse, "provider 'a' broke off")  # type: ignore[arg-type]
+    event, data = anthropic.strip().split(b"\n")
+    assert event == b"event: error" and json.loads(data[len(b"data: ") :])["type"] == "error"
+    assert _broken_stream(AnthropicKind(), ndjson, "provider 'a' broke off") == b""  # type: ignore[arg-type]
