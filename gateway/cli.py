@@ -67,6 +67,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def port_number(text: str) -> int:
+    """A TCP port for `--port`: 0 to 65535, as `server.port` takes."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meterway", description="An LLM gateway that meters every request.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,12 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the gateway")
     _add_config(serve)
     serve.add_argument("--host", help="address to listen on (default: server.host)")
-    serve.add_argument("--port", type=int, help="port to listen on (default: server.port)")
+    serve.add_argument("--port", type=port_number, help="port to listen on (default: server.port)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1; more share one store)")
     serve.set_defaults(handler=cmd_serve)
 
     demo = sub.add_parser("demo", help="the gateway with a simulated upstream and generated traffic (its own config)")
-    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--port", type=port_number, default=8080)
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--data", default="data/demo/meterway.duckdb", help="where the demo stores its events")
     demo.add_argument("--requests", type=int, default=0, help="stop generating after N requests (0: keep going)")

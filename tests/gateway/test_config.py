@@ -97,6 +97,15 @@ def test_cli_rejects_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "cannot read config file" in missing.stderr
 
 
+@pytest.mark.parametrize("port", ["99999", "-5", "http"])
+def test_serve_and_demo_refuse_a_port_out_of_range(port: str) -> None:
+    for command in ("serve", "demo"):
+        out = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", command, "--port", port], capture_output=True, text=True, cwd=REPO
+        )
+        assert out.returncode == 2 and "--port" in out.stderr and "0 to 65535" in out.stderr, out.stderr
+
+
 def test_a_bad_metrics_section_is_a_config_problem(tmp_path: Path) -> None:
     found = problems(tmp_path, "metrics: {tenant_label: {mode: everything}}\n")
     assert any(p.startswith(f"{tmp_path / 'c.yaml'}: metrics.tenant_label") for p in found), found
