@@ -39,7 +39,8 @@ def admin_key(env: Mapping[str, str], name: str, label: str) -> str:
     if not value:
         raise MissingAdminKey(
             f"{name} is not set: reconciling with {label} needs an organization admin key in that environment "
-            "variable (read from the environment only, never stored)"
+            "variable of the process that reconciles, the running gateway's when there is one (read from the "
+            "environment only, never stored)"
         )
     return value
 
