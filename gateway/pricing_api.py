@@ -62,6 +62,11 @@ def _service_tier(body: dict[str, Any], known: tuple[str, ...]) -> str | None:
     return tier if isinstance(tier, str) else None
 
 
+QUOTE_FIELDS = (
+    "provider", "model", "input_tokens", "output_tokens", "cached_tokens", "at", "tenant", "thinking", "service_tier",
+)  # fmt: skip
+
+
 def routes(pricer: Callable[[Request], EventPricer], guard: Guard, spread: Spread | None = None) -> list[Route]:
     async def quote(request: Request) -> Response:
         if (denied := await guard(request)) is not None:
@@ -70,6 +75,9 @@ def routes(pricer: Callable[[Request], EventPricer], guard: Guard, spread: Sprea
             body = orjson.loads(await request.body())
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
+            if unknown := sorted(set(body) - set(QUOTE_FIELDS)):  # a count misnamed must not be quoted as 0
+                named, expected = ", ".join(map(repr, unknown)), ", ".join(QUOTE_FIELDS)
+                raise Invalid(unknown[0], f"unknown field(s) {named}: expected {expected}")
             provider, model = body.get("provider"), body.get("model")
             if not (isinstance(provider, str) and provider and isinstance(model, str) and model):
                 raise ValueError("'provider' and 'model' are required strings")

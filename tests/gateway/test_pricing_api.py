@@ -76,6 +76,8 @@ def test_quote_with_breakdown_and_tenant_discount(gw: LiveGateway) -> None:
          "prices (known: batch, flex, priority); leave it out for standard prices"),
         ({"at": "garbage"}, "at", "'at' must be an ISO 8601 date or time like 2025-06-01T12:00:00Z, got 'garbage'"),
         ({"at": 20250601}, "at", "'at' must be an ISO 8601 date or time like 2025-06-01T12:00:00Z, got 20250601"),
+        ({"cached_input_tokens": 800}, "cached_input_tokens", "unknown field(s) 'cached_input_tokens': expected "
+         "provider, model, input_tokens, output_tokens, cached_tokens, at, tenant, thinking, service_tier"),
     ],
 )  # fmt: skip
 def test_quote_names_the_field_it_refuses(gw: LiveGateway, fields: dict[str, object], param: str, message: str) -> None:
