@@ -223,6 +223,9 @@ class Proxy:
                 self._record_at_once(ex, call, kind, meter, outcome)
                 raise
             task.uncancel()
+            # The request was in the provider's hands, or on its way: a provider bills a prompt it was sent even
+            # if nobody reads the answer, so the prompt is estimated, as it is when the provider does not answer.
+            outcome.reached_upstream = True
             outcome.error_type, outcome.error_message = "client_disconnect", "client disconnected"
             outcome.status = 499 if outcome.status >= 400 or meter is None else outcome.status
             await self._record(ex, call, kind, meter, outcome)

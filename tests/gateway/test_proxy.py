@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -31,6 +32,7 @@ def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         for name in scripts.ALL
     }
     providers["hang"]["timeout"] = 0.5
+    providers["unanswered"] = {**providers["hang"], "timeout": 60}
     providers["echonokey"] = {"kind": "openai", "base_url": upstream.script_url("echo")}
     providers["refused"] = {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}
     doc = {
@@ -159,6 +161,17 @@ def test_client_disconnect_mid_stream_still_records_an_event(gw: LiveGateway) ->
     event = gw.event(request_id)
     assert event["error_type"] == "client_disconnect"
     assert event["usage_source"] == "estimated" and event["output_tokens"] >= 3
+
+
+def test_a_client_leaving_before_the_provider_answers_is_billed_its_prompt(gw: LiveGateway) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{gw.url}/unanswered/chat/completions", json=CHAT, timeout=httpx.Timeout(30, read=0.5))
+    deadline = time.monotonic() + 10  # the gateway sees the disconnect when its watcher next looks
+    while not (events := gw.events("provider = 'unanswered'")) and time.monotonic() < deadline:
+        pass
+    [event] = events
+    assert event["status_code"] == 499 and event["error_type"] == "client_disconnect"
+    assert event["usage_source"] == "estimated" and event["input_tokens"] > 0 and event["output_tokens"] == 0
 
 
 def test_upstream_reset_mid_stream(gw: LiveGateway) -> None:
