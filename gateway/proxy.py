@@ -27,7 +27,6 @@ from gateway.attribution import Attribution, AttributionReader
 from gateway.estimate import encoder
 from gateway.gate import OPEN, Admission, Gate
 from gateway.metering import Outcome, build_event
-from gateway.providers.anthropic import AnthropicKind
 from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig, ProviderKind
 from gateway.routing import ModelRouter
 from gateway.upstream import Upstream, UpstreamConnectError, UpstreamError, UpstreamResponse, UpstreamTimeout
@@ -474,9 +473,7 @@ def _broken_stream(api: ProviderKind, response: UpstreamResponse, what: str) -> 
     a stream that merely stopped would read as a complete answer. Other stream formats get nothing."""
     if not response.content_type.startswith("text/event-stream"):
         return b""
-    message = f"{what} in the middle of the stream; the answer is incomplete"
-    body = api.error_body(502, "upstream_stream_broken", message)
-    return b"\n\n" + (b"event: error\n" if isinstance(api, AnthropicKind) else b"") + b"data: " + body + b"\n\n"
+    return api.stream_error("upstream_stream_broken", f"{what} in the middle of the stream; the answer is incomplete")
 
 
 def _decimal_text(value: object) -> str:

@@ -14,7 +14,7 @@ from typing import ClassVar
 import orjson
 
 from gateway.providers import common, openai
-from gateway.providers.base import JSON, Call, Meter, MeterReport, ProviderConfig, UpstreamRequest
+from gateway.providers.base import JSON, Call, Meter, MeterReport, ProviderConfig, UpstreamRequest, sse_data
 from gateway.providers.frames import FrameMeter, string_at
 from gateway.providers.native import NativeKind
 from gateway.usage import Usage, as_int
@@ -162,3 +162,6 @@ class AnthropicKind(NativeKind):
 
     def error_body(self, status: int, code: str, message: str) -> bytes:
         return error_body(status, code, message)
+
+    def stream_error(self, code: str, message: str) -> bytes:
+        return sse_data(self.error_body(502, code, message), b"error")  # the SDK raises on `event: error`

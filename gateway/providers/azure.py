@@ -14,7 +14,7 @@ from typing import ClassVar
 from urllib.parse import parse_qsl, quote
 
 from gateway.providers import common, openai
-from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig, UpstreamRequest
+from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig, UpstreamRequest, sse_data
 
 DEFAULT_API_VERSION = "2024-10-21"
 _DEPLOYMENT_PATH = re.compile(r"^openai/deployments/([^/]+)/(.+)$")
@@ -80,6 +80,9 @@ class AzureKind:
 
     def error_body(self, status: int, code: str, message: str) -> bytes:
         return openai.error_body(status, code, message)
+
+    def stream_error(self, code: str, message: str) -> bytes:
+        return sse_data(self.error_body(502, code, message))
 
     def input_text(self, body: JSON | None) -> str:
         return openai.request_text(body)

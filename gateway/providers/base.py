@@ -114,6 +114,11 @@ class GatewayError(Exception):
         self.key_id: str | None = None  # the gateway key a refused request carried (its event's api_key_id)
 
 
+def sse_data(body: bytes, event: bytes | None = None) -> bytes:
+    """One server-sent event carrying `body`, on lines of its own whatever came before it."""
+    return b"\n\n" + (b"event: " + event + b"\n" if event else b"") + b"data: " + body + b"\n\n"
+
+
 class ProviderKind(Protocol):
     """One wire format. Instances are stateless; per-request state lives in Call and Meter."""
 
@@ -154,6 +159,9 @@ class ProviderKind(Protocol):
 
     def error_body(self, status: int, code: str, message: str) -> bytes:
         """A gateway-generated error in this API's format."""
+
+    def stream_error(self, code: str, message: str) -> bytes:
+        """An error event for a server-sent event stream of this API, which its SDKs raise on."""
 
     def input_text(self, body: JSON | None) -> str:
         """The prompt text of a request body, for estimating input tokens."""

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from gateway.providers import common, tc3
-from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig, UpstreamRequest
+from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig, UpstreamRequest, sse_data
 from gateway.providers.frames import FrameMeter, RunningTotalsReader
 from gateway.usage import Usage, as_int
 
@@ -169,6 +169,9 @@ class HunyuanKind:
 
     def error_body(self, status: int, code: str, message: str) -> bytes:
         return error_body(status, code, message)
+
+    def stream_error(self, code: str, message: str) -> bytes:
+        return sse_data(self.error_body(502, code, message))
 
     def input_text(self, body: JSON | None) -> str:
         return request_text(body)

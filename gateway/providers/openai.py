@@ -15,7 +15,16 @@ from typing import Any, ClassVar
 import orjson
 
 from gateway.providers import common
-from gateway.providers.base import JSON, Call, GatewayError, Meter, MeterReport, ProviderConfig, UpstreamRequest
+from gateway.providers.base import (
+    JSON,
+    Call,
+    GatewayError,
+    Meter,
+    MeterReport,
+    ProviderConfig,
+    UpstreamRequest,
+    sse_data,
+)
 from gateway.providers.sse import SSEDecoder, SSEEvent, events_around
 from gateway.usage import Usage, as_int
 
@@ -419,6 +428,9 @@ class OpenAIKind:
 
     def error_body(self, status: int, code: str, message: str) -> bytes:
         return error_body(status, code, message)
+
+    def stream_error(self, code: str, message: str) -> bytes:
+        return sse_data(self.error_body(502, code, message))  # the SDK raises on a data object holding `error`
 
     def input_text(self, body: JSON | None) -> str:
         return request_text(body)
