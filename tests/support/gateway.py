@@ -94,10 +94,14 @@ class LiveGateway:
 
     def event(self, request_id: str) -> dict[str, Any]:
         """The event of one request, waiting (bounded) until the writer has it."""
+        return self.stored_events("request_id = ?", [request_id])[0]
+
+    def stored_events(self, where: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """`events(where)`, waiting (bounded) until there is at least one."""
         deadline = time.monotonic() + 10
         while True:
-            rows = self.events("request_id = ?", [request_id])
+            rows = self.events(where, params)
             if rows or time.monotonic() > deadline:
-                assert rows, f"no event for request {request_id}"
-                return rows[0]
+                assert rows, f"no event where {where} {params or ''}"
+                return rows
             time.sleep(0.02)
