@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 import yaml
 
 from pricing.checks import alias_problems, duplicate_problems, fx_duplicate_problems, fx_problems
-from pricing.entry import FxRate, PriceEntry
+from pricing.entry import FxRate, PriceEntry, format_short
 from pricing.parse import parse_document
 from pricing.yamlio import load_yaml
 
@@ -185,6 +185,23 @@ class PriceBook:
                     out.append(entry)
         return out
 
+    def history_edits(self, new: PriceBook, now: datetime) -> list[str]:
+        """How `new` would change prices this book has already charged: an entry in force at or before `now`
+        that `new` lacks, or has with other prices, or ends earlier than `now` where this one does not.
+        One line per entry; empty when `new` only adds entries, or edits ones not yet in force."""
+        problems = []
+        later = {e.price_id: e for e in new.entries}
+        for old in self.entries:
+            if old.effective_from > now:
+                continue
+            since = f"{old.price_id}: in force since {format_short(old.effective_from)}"
+            edited = later.get(old.price_id)
+            if edited is None:
+                problems.append(f"{since}, but missing from the new book")
+            elif changes := _changes(old, edited, now):
+                problems.append(f"{since}, but its {', '.join(changes)} changed")
+        return problems
+
     @property
     def providers(self) -> tuple[str, ...]:
         return tuple(sorted({e.provider for e in self.entries}))
@@ -213,3 +230,22 @@ def book_problems(
     if reporting_currency is not None:
         problems += fx_problems(entries, fx, reporting_currency)
     return problems
+
+
+def _changes(old: PriceEntry, new: PriceEntry, now: datetime) -> list[str]:
+    """What of `old`'s pricing up to `now` `new` prices otherwise (`history_edits`)."""
+    changes = [
+        f"{name} {_amount(old.prices.get(name))} -> {_amount(new.prices.get(name))}"
+        for name in sorted({*old.prices, *new.prices})
+        if old.prices.get(name) != new.prices.get(name)
+    ]
+    for part in ("currency", "tiers", "time_of_day", "service_tiers"):
+        if getattr(old, part) != getattr(new, part):
+            changes.append(part)
+    if min(old.effective_to or now, now) != min(new.effective_to or now, now):
+        changes.append("effective_to")
+    return changes
+
+
+def _amount(value: Decimal | None) -> str:
+    return "none" if value is None else str(value)

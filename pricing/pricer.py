@@ -2,8 +2,9 @@
 
 `price()` runs on every request: a dict lookup and a bisect find the entry, the entry's prices were resolved
 to Decimals when the book loaded, and the cost is a handful of Decimal multiplications. `reload()` swaps in
-a re-read book atomically, or keeps the current one when the new one is invalid or fails the owner's `check`
-(the gateway's: the FX rates its budgets need). Models with no price are counted and logged once per
+a re-read book atomically, or keeps the current one when the new one is invalid, edits or drops an entry
+already in force (`PriceBook.history_edits`), or fails the owner's `check` (the gateway's: the FX rates its
+budgets need). Models with no price are counted and logged once per
 (provider, model), never priced as zero.
 """
 
@@ -24,6 +25,11 @@ from pricing.entry import format_ts
 log = logging.getLogger("meterway.pricing")
 
 DEFAULT_BOOK = Path(__file__).resolve().parent / "book"
+HISTORY_RULE = (
+    "an entry once in force is never edited: a price change is a new entry with a later effective_from (an entry "
+    "entered by mistake is corrected by restarting with the fixed book, then `meterway reprice` for the requests "
+    "it priced)"
+)
 
 
 def candidates(*models: str | None) -> tuple[str, ...]:
@@ -69,6 +75,8 @@ class Pricer:
         """Re-read the book from `book_path`; on failure keep the current book and say why."""
         try:
             book = PriceBook.load(self.book_path, reporting_currency=self.reporting_currency)
+            if edits := self.book.history_edits(book, datetime.now(UTC)):
+                raise PriceBookError([*edits, HISTORY_RULE])
             if problems := self.problems(book):
                 raise PriceBookError(problems)
         except PriceBookError as exc:

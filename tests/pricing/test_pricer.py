@@ -92,14 +92,74 @@ def test_reload_keeps_the_old_book_when_the_new_one_is_invalid(pricer: Pricer, b
     assert pricer.price(Tokens(input_tokens=1000), provider="openai", model="gpt-4o", at=utc("2025-01-01")).total_cost
 
 
+LATER = """
+  - {provider: openai, model: gpt-4o, currency: USD, effective_from: 2025-06-01, input: 2, output: 8}
+"""
+
+
 def test_reload_swaps_in_a_valid_book(pricer: Pricer, book_path: Path) -> None:
     version = pricer.version
-    book_path.write_text(BOOK.replace("input: 2.5,", "input: 2,"), encoding="utf-8")
+    book_path.write_text(BOOK + LATER, encoding="utf-8")
     ok, message = pricer.reload()
     assert ok, message
     assert pricer.version != version
+    priced = pricer.price(Tokens(input_tokens=1000), provider="openai", model="gpt-4o", at=utc("2025-07-01"))
+    assert (priced.input_cost, priced.price_id) == (Decimal("0.002"), "openai/gpt-4o@2025-06-01T00:00:00Z")
+    earlier = pricer.price(Tokens(input_tokens=1000), provider="openai", model="gpt-4o", at=utc("2025-01-01"))
+    assert earlier.input_cost == Decimal("0.0025")
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (("input: 2.5, cached_input: 1.25,", "input: 3, cached_input: 1.25,"), "its input 2.5 -> 3 changed"),
+        ((", cached_input: 1.25", ""), "its cached_input 1.25 -> none changed"),
+        (("effective_from: 2024-11-15,", "effective_from: 2024-11-15, effective_to: 2025-01-01,"),
+         "its effective_to changed"),
+        (("input: 0.8, output: 2,", "input: 0.8, output: 2.5,"), "its output 2 -> 2.5 changed"),
+    ],
+)  # fmt: skip
+def test_reload_refuses_to_edit_an_entry_in_force(
+    pricer: Pricer, book_path: Path, edit: tuple[str, str], problem: str
+) -> None:
+    """A price id stands for one price: what a request was charged stays the price under that id."""
+    version = pricer.version
+    book_path.write_text(BOOK.replace(*edit), encoding="utf-8")
+    ok, reason = pricer.reload()
+    assert not ok
+    assert problem in reason
+    assert "a price change is a new entry with a later effective_from" in reason
+    assert pricer.version == version
     priced = pricer.price(Tokens(input_tokens=1000), provider="openai", model="gpt-4o", at=utc("2025-01-01"))
-    assert priced.input_cost == Decimal("0.002")
+    assert priced.input_cost == Decimal("0.0025")
+
+
+def test_reload_refuses_to_drop_an_entry_in_force(pricer: Pricer, book_path: Path) -> None:
+    first = BOOK.split("  - {provider: openai, model: gpt-4o, aliases: [gpt-4o-2024-08-06], currency: USD, "
+                       "effective_from: 2024-11-15,")[0]  # fmt: skip
+    book_path.write_text(first, encoding="utf-8")
+    ok, reason = pricer.reload()
+    assert not ok
+    assert "openai/gpt-4o@2024-11-15T00:00:00Z: in force since 2024-11-15, but missing from the new book" in reason
+
+
+def test_reload_lets_an_entry_not_yet_in_force_change(pricer: Pricer, book_path: Path) -> None:
+    book_path.write_text(BOOK + LATER.replace("2025-06-01", "2999-01-01"), encoding="utf-8")
+    assert pricer.reload()[0]
+    book_path.write_text(BOOK + LATER.replace("2025-06-01", "2999-01-01").replace("input: 2,", "input: 3,"))
+    ok, message = pricer.reload()
+    assert ok, message
+    future = pricer.price(Tokens(input_tokens=1000), provider="openai", model="gpt-4o", at=utc("2999-02-01"))
+    assert future.input_cost == Decimal("0.003")
+
+
+def test_reload_lets_an_entry_in_force_get_a_future_end(pricer: Pricer, book_path: Path) -> None:
+    ended = BOOK.replace("effective_from: 2024-11-15,", "effective_from: 2024-11-15, effective_to: 2999-01-01,")
+    book_path.write_text(ended, encoding="utf-8")
+    ok, message = pricer.reload()
+    assert ok, message
+    after = pricer.price(Tokens(input_tokens=10), provider="openai", model="gpt-4o", at=utc("2999-01-02"))
+    assert after.price_id == "openai/gpt-4o@2024-05-13T00:00:00Z", "the entry before it is in force again"
 
 
 def test_quote_is_json_ready_with_its_breakdown(pricer: Pricer) -> None:
