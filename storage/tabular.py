@@ -56,18 +56,28 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(jsonable(value))
 
 
-def to_csv(table: Table) -> str:
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
+
+
+def to_csv(table: Table, spreadsheet: bool = False) -> str:
+    """The table as CSV. `spreadsheet`: for a download opened in a spreadsheet, a text cell that a spreadsheet
+    would run as a formula (tenant names and tags come from clients) starts with `'`, which it shows as text."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(table.columns)
     for row in table.rows:
-        writer.writerow(["" if v is None else _csv_cell(v) for v in row])
+        writer.writerow(["" if v is None else _csv_cell(v, spreadsheet) for v in row])
     return out.getvalue()
 
 
-def _csv_cell(value: Any) -> Any:
+def _csv_cell(value: Any, spreadsheet: bool) -> Any:
+    if isinstance(value, str):
+        return "'" + value if spreadsheet and value.startswith(FORMULA_STARTS) else value
     cell = jsonable(value)
-    return orjson.dumps(cell).decode() if isinstance(cell, (dict, list)) else cell
+    if isinstance(cell, (dict, list)):
+        text = orjson.dumps(cell).decode()
+        return "'" + text if spreadsheet and text.startswith(FORMULA_STARTS) else text
+    return cell
 
 
 def to_terminal(table: Table) -> str:

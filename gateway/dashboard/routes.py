@@ -139,7 +139,7 @@ class Dashboard:
 
     def _csv(self, gw: Gateway, query: page_data.Query, view: View, now: datetime) -> str:
         with gw.sink.reader() as cur:
-            return to_csv(query(cur, view, now, gw.pricer.reporting_currency))
+            return to_csv(query(cur, view, now, gw.pricer.reporting_currency), spreadsheet=True)
 
 
 def _safe(name: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -123,3 +125,20 @@ def test_pages_escape_what_they_print_and_name_a_bad_parameter(tmp_path: Path) -
         assert client.get("/dashboard/export/nothing.csv").status_code == 400
         csv = client.get("/dashboard/export/requests.csv")
         assert csv.status_code == 200 and csv.text.startswith("request_id,ts,")
+
+
+def test_a_csv_download_keeps_a_spreadsheet_from_running_client_text(tmp_path: Path) -> None:
+    """Tenant names come from request headers: a download opened in a spreadsheet must not run one as a formula.
+    The query API's CSV, read by scripts, keeps every value as stored."""
+    formula = '=HYPERLINK("http://evil.example","open")'
+    store = DuckDBSink(tmp_path / "e.duckdb")
+    events = [_event(1, formula, 0, 10.0), _event(2, "-2+3", 0, 10.0), _event(3, "acme", 0, 10.0)]
+    for event in events:
+        event.ts = datetime.now(UTC)
+    store.load_events(events)
+    store.close()
+    with TestClient(create_app(demo_config(tmp_path / "e.duckdb", 0))) as client:
+        rows = list(csv.DictReader(io.StringIO(client.get("/dashboard/export/requests.csv").text)))
+        assert sorted(row["tenant_id"] for row in rows) == ["'-2+3", "'" + formula, "acme"]
+        raw = client.get("/admin/events", headers={"accept": "text/csv"})
+        assert sorted(row["tenant_id"] for row in csv.DictReader(io.StringIO(raw.text))) == ["-2+3", formula, "acme"]
