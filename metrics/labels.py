@@ -3,7 +3,10 @@
 A value the policy admits keeps its name; everything else becomes `other`, a missing value becomes
 `none`, and a disabled label is always the empty string (the recorder leaves such labels out).
 `top_n` admits the first N distinct values it sees and never more, so the number of label values,
-and with it the number of series, cannot grow with traffic. Folding is one dict lookup.
+and with it the number of series, cannot grow with traffic. Folding is one dict lookup. The recorder
+does not admit a model or endpoint from a request answered 404 or 405: the names of a client's
+mistakes (a mistyped model, a path the provider does not have) must not take the slots of the names
+in use.
 
 Under `serve --workers N` the workers' counts are summed per label value, so they must fold alike:
 there a `SharedAdmissions` file in the metrics directory holds the values admitted by any worker, and
@@ -53,7 +56,8 @@ class LabelFolder:
         self._limit = policy.top_n
         self._shared = shared if self._admitting else None
 
-    def fold(self, value: str | None) -> str:
+    def fold(self, value: str | None, admit: bool = True) -> str:
+        """The label for `value`; with `admit` false a value not named yet becomes `other` without taking a slot."""
         if not self.enabled:
             return ""
         if not value:
@@ -61,7 +65,7 @@ class LabelFolder:
         label = self._known.get(value)
         if label is not None:
             return label
-        if self._admitting and len(self._known) < self._limit and len(value) <= MAX_VALUE_LENGTH:
+        if admit and self._admitting and len(self._known) < self._limit and len(value) <= MAX_VALUE_LENGTH:
             if self._shared is None:
                 self._known[value] = value
                 return value

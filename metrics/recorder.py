@@ -37,6 +37,9 @@ _GENAI_OPERATIONS = {
     "gemini.streamGenerateContent": "generate_content",
 }
 
+# Answers that say the model or path asked for does not exist (a mistyped model, a probed path)
+UNKNOWN_NAME = frozenset({404, 405})
+
 # provider, model, endpoint, status class, stream, tenant, feature, user, requested model
 SeriesKey = tuple[str, str, str, str, bool, str, str, str, str]
 
@@ -65,16 +68,17 @@ class MetricsRecorder:
 
     def record(self, event: UsageEvent) -> None:
         status = event.status_code // 100
+        served = event.status_code not in UNKNOWN_NAME  # a name no one has takes no model or endpoint slot
         key: SeriesKey = (
             event.provider or MISSING,
-            self.model.fold(event.model),
-            self.endpoint.fold(event.endpoint),
+            self.model.fold(event.model, served),
+            self.endpoint.fold(event.endpoint, served),
             _STATUS_CLASSES[status] if 0 <= status <= 5 else "none",
             event.stream,
             self.tenant.fold(event.tenant_id),
             self.feature.fold(event.feature),
             self.user.fold(event.user_id),
-            self.model.fold(event.model_requested) if self._genai else "",
+            self.model.fold(event.model_requested, served) if self._genai else "",
         )
         series = self._series.get(key)
         if series is None:

@@ -94,3 +94,32 @@ def test_client_chosen_models_and_endpoints_are_bounded_too() -> None:
         recorder.record(event)
     models = {s.labels["model"] for f in registry.collect() for s in f.samples if "model" in s.labels}
     assert models == {"model-0", "model-1", "model-2", OTHER}
+
+
+def test_names_the_provider_refused_do_not_take_the_slots_of_names_in_use() -> None:
+    """A client probing paths (404) or mistyping models first must not leave the real ones as `other`."""
+    config = MetricsConfig(model=LabelPolicy("top_n", 2), endpoint=LabelPolicy("top_n", 2))
+    registry = CollectorRegistry()
+    recorder = MetricsRecorder(build_metrics(registry), config, "USD")
+    for i in range(50):
+        junk = _event(i)
+        junk.model, junk.endpoint, junk.status_code = f"gpt-{i}", f"admin.probe{i}", 404
+        recorder.record(junk)
+    recorder.record(_event(100))
+    failed = _event(101)
+    failed.status_code = 404  # a name already in use keeps it whatever the answer
+    recorder.record(failed)
+    limited = _event(102)
+    limited.model, limited.status_code = "gpt-4o", 429  # a name the provider knows, refused for now
+    recorder.record(limited)
+    recorder.flush()
+    requests: dict[tuple[str, str, str], float] = {}
+    for sample in (s for f in registry.collect() for s in f.samples if s.name == "meterway_requests_total"):
+        key = (sample.labels["model"], sample.labels["endpoint"], sample.labels["status_class"])
+        requests[key] = requests.get(key, 0) + sample.value
+    assert requests == {
+        (OTHER, OTHER, "4xx"): 50,
+        ("gpt-4o-mini", "chat.completions", "2xx"): 1,
+        ("gpt-4o-mini", "chat.completions", "4xx"): 1,
+        ("gpt-4o", "chat.completions", "4xx"): 1,
+    }
