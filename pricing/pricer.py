@@ -122,7 +122,10 @@ class Pricer:
         service_tier: str | None = None,
     ) -> Priced:
         """Price with the first of `models` that has an entry in force (e.g. a reported snapshot, then
-        the name asked for); unpriced, with a warning naming the first, when none has."""
+        the name asked for); unpriced, with a warning naming the first, when none has. A request that names
+        no model (a raw `GET .../models`) is unpriced without one: there is no price to be missing."""
+        if not models:
+            return unpriced()
         book = self.book
         entry = None
         model = models[0] if models else ""

@@ -387,3 +387,11 @@ def test_a_broken_stream_ends_in_the_error_event_of_the_api_called() -> None:
     event, data = anthropic.strip().split(b"\n")
     assert event == b"event: error" and json.loads(data[len(b"data: ") :])["type"] == "error"
     assert _broken_stream(AnthropicKind(), ndjson, "provider 'a' broke off") == b""  # type: ignore[arg-type]
+
+
+def test_a_raw_head_request_answers_the_upstream_length(gw: LiveGateway, upstream: Upstream) -> None:
+    get = httpx.get(f"{gw.url}/echo/models")
+    head = httpx.head(f"{gw.url}/echo/models")
+    assert upstream.requests[-1].method == "HEAD"
+    assert head.status_code == get.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(get.content)) != "0"

@@ -191,3 +191,12 @@ def test_quote_for_an_unknown_model(pricer: Pricer) -> None:
 def test_price_needs_an_aware_time(pricer: Pricer) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         pricer.price(Tokens(), provider="openai", model="gpt-4o", at=utc("2025-01-01").replace(tzinfo=None))
+
+
+def test_a_request_naming_no_model_is_unpriced_without_a_warning(
+    pricer: Pricer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="meterway.pricing")
+    priced = pricer.price_first(Tokens(), provider="openai", models=(), at=utc("2025-01-01"))
+    assert priced.pricing_status == "unpriced" and priced.total_cost is None
+    assert not caplog.records and pricer.unpriced_counts == {}
