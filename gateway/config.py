@@ -223,10 +223,12 @@ def _str(where: str, value: Any, problems: list[str]) -> str | None:
 def _server(sec: dict[str, Any], problems: list[str]) -> ServerConfig:
     _check_keys("server", sec, {"host", "port", "grace_seconds", "max_body_bytes"}, problems)
     out = ServerConfig()
+    sec = {key: value for key, value in sec.items() if value is not None}  # left empty (`port:`): the default
     if "host" in sec:
         out.host = _str("server.host", sec["host"], problems) or out.host
     if "port" in sec:
-        out.port = _int("server.port", sec["port"], problems, 0, 65535) or out.port
+        port = _int("server.port", sec["port"], problems, 0, 65535)  # 0: a free port the OS chooses
+        out.port = out.port if port is None else port
     if "grace_seconds" in sec:
         out.grace_seconds = _float("server.grace_seconds", sec["grace_seconds"], problems) or out.grace_seconds
     if "max_body_bytes" in sec:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -33,9 +34,17 @@ class GatewayServer(uvicorn.Server):
     every event is flushed is a success.
     """
 
+    announce = True  # log the address once it is bound (a supervisor announces its workers itself)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         self._captured_signals.clear()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.announce and self.servers and self.servers[0].sockets:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]  # `server.port: 0` is a port the OS chose
+            log.info("meterway listening on http://%s:%d", host, port)
 
 
 def uvicorn_config(config: Config, pricer: EventPricer | None = None) -> uvicorn.Config:
@@ -63,6 +72,8 @@ class WorkerServer(GatewayServer):
     """A worker under the supervisor: a Ctrl-C reaches the whole process group, but only the supervisor's
     SIGTERM stops a worker, so a second signal never cuts its graceful shutdown short."""
 
+    announce = False
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig != signal.SIGINT:
             super().handle_exit(sig, frame)
@@ -89,6 +100,5 @@ def serve(config: Config, workers: int = 1, pricer: EventPricer | None = None) -
         )  # fmt: skip
         return 2
     server = GatewayServer(uvicorn_config(config, pricer))
-    log.info("meterway listening on http://%s:%d", config.server.host, config.server.port)
     server.run()
     return 0

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gateway.config import ConfigError, load_config
@@ -154,3 +155,34 @@ def test_serve_refuses_a_budget_in_a_currency_the_book_cannot_convert_to(tmp_pat
         "USD->XYZ rate (its FX rates: CNY->USD), so the requests it applies to priced in CNY or USD would be "
         "refused; add the rate to the book's fx, or use a currency it converts to"
     ]
+
+
+def test_an_unset_variable_in_the_port_is_one_problem_and_port_0_is_kept(tmp_path: Path) -> None:
+    assert problems(tmp_path, "server: {port: ${MW_PORT}}\n") == [
+        f"{tmp_path / 'c.yaml'}: ${{MW_PORT}}: environment variable MW_PORT is not set (use ${{MW_PORT:-default}})"
+    ]
+    path = tmp_path / "zero.yaml"
+    path.write_text("server: {port: 0}\n")
+    assert load_config(path, env={}).server.port == 0
+
+
+def test_serve_on_port_0_announces_the_port_it_was_given(tmp_path: Path) -> None:
+    """`listening on` is logged once the socket is bound, with the port the OS chose."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"server: {{port: 0}}\nstorage: {{path: {tmp_path / 'e.duckdb'}}}\n")
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)]
+    with subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True) as proc:
+        try:
+            assert proc.stderr is not None
+            seen = []
+            for line in proc.stderr:  # ends if the process exits
+                seen.append(line)
+                if "listening on" in line:
+                    break
+            url = seen[-1].split("listening on ", 1)[1].strip()
+            port = int(url.rsplit(":", 1)[1])
+            assert port != 0 and url == f"http://127.0.0.1:{port}", seen
+            assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=30) == 0
