@@ -255,6 +255,7 @@ class Proxy:
     ) -> None:
         ex.responded = True
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        data = b""
         try:
             async for chunk in response.iter_chunks():
                 data = meter.feed(chunk)
@@ -265,10 +266,12 @@ class Proxy:
             tail = meter.finish()
         except UpstreamTimeout as exc:
             outcome.error_type, outcome.error_message = "timeout", str(exc)
-            tail = meter.finish() + _broken_stream(api, response, f"provider {call.provider.name!r} stopped sending")
+            tail = meter.finish()
+            tail += _broken_stream(api, response, f"provider {call.provider.name!r} stopped sending", tail or data)
         except UpstreamError as exc:
             outcome.error_type, outcome.error_message = "stream_error", f"upstream stream broke: {exc}"
-            tail = meter.finish() + _broken_stream(api, response, f"provider {call.provider.name!r} broke off")
+            tail = meter.finish()
+            tail += _broken_stream(api, response, f"provider {call.provider.name!r} broke off", tail or data)
         finally:
             await response.close()
         report = meter.report()
@@ -470,13 +473,19 @@ def _scrub(body: bytes, provider: ProviderConfig) -> bytes:
     return body
 
 
-def _broken_stream(api: ProviderKind, response: UpstreamResponse, what: str) -> bytes:
-    """The error event an SSE stream cut short by its upstream ends with, in the format of the API the client
-    called: SDKs raise on it (OpenAI's on a `data:` object holding `error`, Anthropic's on `event: error`), where
-    a stream that merely stopped would read as a complete answer. Other stream formats get nothing."""
-    if not response.content_type.startswith("text/event-stream"):
-        return b""
-    return api.stream_error("upstream_stream_broken", f"{what} in the middle of the stream; the answer is incomplete")
+def _broken_stream(api: ProviderKind, response: UpstreamResponse, what: str, sent: bytes = b"") -> bytes:
+    """The error event a stream cut short by its upstream ends with, in the format of the API the client
+    called: SDKs raise on it (OpenAI's on a `data:` object holding `error`, Anthropic's on `event: error`,
+    Ollama's on an NDJSON line holding `error`), where a stream that merely stopped would read as a complete
+    answer. `sent` ends with the last bytes relayed (a line cut short is ended first). Other stream formats get
+    nothing."""
+    message = f"{what} in the middle of the stream; the answer is incomplete"
+    if response.content_type.startswith("text/event-stream"):
+        return api.stream_error("upstream_stream_broken", message)
+    if response.content_type.startswith("application/x-ndjson"):
+        cut = b"\n" if sent and not sent.endswith(b"\n") else b""
+        return cut + api.error_body(502, "upstream_stream_broken", message) + b"\n"
+    return b""
 
 
 def _decimal_text(value: object) -> str:

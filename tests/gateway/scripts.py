@@ -71,6 +71,18 @@ async def reset_mid_stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def reset_mid_ndjson(request: web.Request) -> web.StreamResponse:
+    """Ollama's native chat stream, broken off in the middle of a line."""
+    resp = web.StreamResponse(headers={"content-type": "application/x-ndjson"})
+    await resp.prepare(request)
+    line = {"model": "llama3.2", "message": {"role": "assistant", "content": "partial"}, "done": False}
+    await resp.write(json.dumps(line).encode() + b"\n" + b'{"model": "llama3.2", "mess')
+    await asyncio.sleep(0.05)
+    assert request.transport is not None
+    request.transport.abort()
+    return resp
+
+
 async def hang_before_headers(request: web.Request) -> web.StreamResponse:
     await asyncio.sleep(30)
     return web.json_response(COMPLETION)
@@ -130,6 +142,7 @@ ALL = {
     "chat": chat,
     "nousage": stream_without_usage,
     "reset": reset_mid_stream,
+    "ndjsonreset": reset_mid_ndjson,
     "hang": hang_before_headers,
     "slow": slow_stream,
     "error500": server_error,

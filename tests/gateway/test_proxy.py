@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from gateway.providers.anthropic import AnthropicKind
+from gateway.providers.ollama import OllamaKind
 from gateway.proxy import _broken_stream
 from gateway.usage import Usage
 from tests.gateway import scripts
@@ -34,6 +35,7 @@ def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     providers["unanswered"] = {**providers["hang"], "timeout": 60}
     providers["echonokey"] = {"kind": "openai", "base_url": upstream.script_url("echo")}
     providers["refused"] = {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}
+    providers["ndjsonreset"] = {"kind": "ollama", "base_url": upstream.script_url("ndjsonreset")}
     doc = {
         "server": {"max_body_bytes": 65536},
         "providers": providers,
@@ -180,6 +182,17 @@ def test_upstream_reset_mid_stream(gw: LiveGateway) -> None:
     event = gw.event(r.headers["x-meterway-request-id"])
     assert event["error_type"] == "stream_error"
     assert event["usage_source"] == "estimated" and event["output_tokens"] >= 2
+
+
+def test_an_ndjson_stream_its_upstream_broke_off_ends_in_an_error_line(gw: LiveGateway) -> None:
+    """Ollama's clients raise on a line holding `error`; the line cut short is ended before it."""
+    chat = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    r = post(gw, "/ndjsonreset/api/chat", chat)
+    lines = r.content.decode().splitlines()
+    assert json.loads(lines[0])["message"]["content"] == "partial" and lines[1] == '{"model": "llama3.2", "mess'
+    assert len(lines) == 3 and "provider 'ndjsonreset' broke off" in json.loads(lines[2])["error"]
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert event["error_type"] == "stream_error" and event["model_requested"] == "llama3.2"
 
 
 def test_a_stream_its_upstream_broke_off_raises_in_the_sdk(gw: LiveGateway, client: openai.OpenAI) -> None:
@@ -386,7 +399,10 @@ def test_a_broken_stream_ends_in_the_error_event_of_the_api_called() -> None:
     anthropic = _broken_stream(AnthropicKind(), sse, "provider 'a' broke off")  # type: ignore[arg-type]
     event, data = anthropic.strip().split(b"\n")
     assert event == b"event: error" and json.loads(data[len(b"data: ") :])["type"] == "error"
-    assert _broken_stream(AnthropicKind(), ndjson, "provider 'a' broke off") == b""  # type: ignore[arg-type]
+    other = SimpleNamespace(content_type="application/octet-stream")
+    assert _broken_stream(AnthropicKind(), other, "provider 'a' broke off") == b""  # type: ignore[arg-type]
+    whole_line = _broken_stream(OllamaKind(), ndjson, "provider 'o' broke off", b'{"done": false}\n')  # type: ignore[arg-type]
+    assert whole_line.endswith(b"\n") and json.loads(whole_line)["error"].startswith("provider 'o' broke off")
 
 
 def test_a_raw_head_request_answers_the_upstream_length(gw: LiveGateway, upstream: Upstream) -> None:
