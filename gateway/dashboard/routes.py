@@ -121,8 +121,9 @@ class Dashboard:
         name = request.path_params["name"]
         query = page_data.TABLES.get(name)
         if query is None:
-            choices = ", ".join(page_data.TABLES)
-            return _bad(QueryError("table", f"expected one of {choices}, got {name!r}"))
+            choices = ", ".join(f"{table}.csv" for table in page_data.TABLES)
+            return HTMLResponse(error_page(404, f"no such download {name}.csv; there are {choices}"), status_code=404,
+                                headers=HEADERS)  # fmt: skip
         try:
             view = self._view(request)
             text = await asyncio.to_thread(self._csv, gw, query, view, datetime.now(UTC))

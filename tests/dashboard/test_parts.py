@@ -122,7 +122,9 @@ def test_pages_escape_what_they_print_and_name_a_bad_parameter(tmp_path: Path) -
         assert "default-src 'none'" in page.headers["content-security-policy"]
         bad = client.get("/dashboard?days=8")
         assert bad.status_code == 400 and "days: expected one of 7, 30, 90" in bad.text
-        assert client.get("/dashboard/export/nothing.csv").status_code == 400
+        missing = client.get("/dashboard/export/nothing.csv")
+        assert missing.status_code == 404 and "no such download nothing.csv; there are " in missing.text
+        assert "requests.csv" in missing.text
         csv = client.get("/dashboard/export/requests.csv")
         assert csv.status_code == 200 and csv.text.startswith("request_id,ts,")
 
