@@ -8,7 +8,6 @@ guess. When none is listed, the event is `unpriced` (NULL costs), never zero.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 from gateway.config import Config, ConfigError
@@ -16,8 +15,6 @@ from governance.budget_fx import fx_problems
 from pricing.book import PriceBook, PriceBookError
 from pricing.calculator import Priced, TokenCounts
 from pricing.pricer import Pricer
-
-log = logging.getLogger("meterway.pricing")
 
 
 class EventPricer:
@@ -73,6 +70,4 @@ class EventPricer:
         return self.pricer.book is not None
 
     def reload(self) -> tuple[bool, str]:
-        ok, message = self.pricer.reload()
-        (log.info if ok else log.error)("price book reload: %s", message)
-        return ok, message
+        return self.pricer.reload()  # which logs the outcome

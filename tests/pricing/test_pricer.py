@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.costing import EventPricer
 from pricing.calculator import Tokens
 from pricing.pricer import Pricer
 from tests.pricing.helpers import utc
@@ -200,3 +201,11 @@ def test_a_request_naming_no_model_is_unpriced_without_a_warning(
     priced = pricer.price_first(Tokens(), provider="openai", models=(), at=utc("2025-01-01"))
     assert priced.pricing_status == "unpriced" and priced.total_cost is None
     assert not caplog.records and pricer.unpriced_counts == {}
+
+
+def test_a_failed_reload_is_logged_once(pricer: Pricer, book_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    book_path.write_text(BOOK.replace("input: 5,", "input: -5,"), encoding="utf-8")
+    assert not EventPricer(pricer).reload()[0]  # what SIGHUP and POST /admin/prices/reload call
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert "price book reload failed, keeping version" in caplog.records[0].getMessage()
