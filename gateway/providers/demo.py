@@ -1,8 +1,8 @@
 """The built-in `demo` provider: a simulated OpenAI-compatible upstream inside the gateway.
 
 It lets `make run` and `meterway demo` show real metering with no provider key: chat
-completions (streamed token by token, with realistic pacing and usage), completions and
-embeddings, answered by an httpx transport instead of the network. Everything else about a
+completions and Responses API answers (streamed token by token, with realistic pacing and usage),
+completions and embeddings, answered by an httpx transport instead of the network. Everything else about a
 demo request — routing, metering, pricing, events — is the same code path as for a real one.
 A request header `x-demo-error: 429|500|503` makes it answer with that error, for trying alerts.
 """
@@ -98,6 +98,8 @@ class DemoTransport(httpx.AsyncBaseTransport):
             return httpx.Response(200, content=orjson.dumps(listing), headers={"content-type": "application/json"})
         prompt_tokens = count_prompt(openai.request_text(payload), payload)
         words = self._answer(payload, openai.request_text(payload))
+        if path.endswith("/responses"):
+            return await self._response(model, words, prompt_tokens, payload.get("stream") is True)
         if payload.get("stream") is True:
             include = bool((payload.get("stream_options") or {}).get("include_usage"))
             stream = _Stream(self._chunks(model, words, prompt_tokens, include))
@@ -115,7 +117,7 @@ class DemoTransport(httpx.AsyncBaseTransport):
         return httpx.Response(200, content=orjson.dumps(completion), headers={"content-type": "application/json"})
 
     def _answer(self, payload: dict[str, Any], prompt: str) -> list[str]:
-        limit = payload.get("max_tokens") or payload.get("max_completion_tokens")
+        limit = payload.get("max_tokens") or payload.get("max_completion_tokens") or payload.get("max_output_tokens")
         pieces = _pieces(answer_for(prompt))
         return pieces[: max(1, limit)] if isinstance(limit, int) else pieces
 
@@ -141,6 +143,36 @@ class DemoTransport(httpx.AsyncBaseTransport):
             yield b"data: " + orjson.dumps(obj) + b"\n\n"
         yield b"data: [DONE]\n\n"
 
+    async def _response(self, model: str, words: list[str], prompt_tokens: int, stream: bool) -> httpx.Response:
+        """A Responses API answer: one output message, or its stream of events ending in `response.completed`."""
+        text = "".join(words)
+        rid, created = "resp_" + _id(text).removeprefix("chatcmpl-"), int(time.time())
+        message = {"type": "message", "id": "msg_" + rid[5:], "status": "completed", "role": "assistant",
+                   "content": [{"type": "output_text", "text": text, "annotations": []}]}  # fmt: skip
+        output_tokens = count_tokens(text)
+        usage = {
+            "input_tokens": prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt_tokens + output_tokens,
+        }  # fmt: skip
+        done = {"id": rid, "object": "response", "created_at": created, "status": "completed", "model": model,
+                "output": [message], "usage": usage}  # fmt: skip
+        if not stream:
+            await asyncio.sleep(self.token_delay * 3)
+            return httpx.Response(200, content=orjson.dumps(done), headers={"content-type": "application/json"})
+
+        async def events() -> AsyncIterator[bytes]:
+            started = {**done, "status": "in_progress", "output": [], "usage": None}
+            sequence = iter(range(len(words) + 2))
+            yield _event("response.created", {"response": started, "sequence_number": next(sequence)})
+            for word in words:
+                await asyncio.sleep(self.token_delay)
+                delta = {"item_id": message["id"], "output_index": 0, "content_index": 0, "delta": word}
+                yield _event("response.output_text.delta", {**delta, "sequence_number": next(sequence)})
+            yield _event("response.completed", {"response": done, "sequence_number": next(sequence)})
+
+        return httpx.Response(200, stream=_Stream(events()), headers={"content-type": "text/event-stream"})
+
     def _embeddings(self, payload: dict[str, Any], model: str) -> httpx.Response:
         inputs = payload.get("input")
         items = inputs if isinstance(inputs, list) else [inputs]
@@ -162,6 +194,10 @@ class _Stream(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for chunk in self._chunks:
             yield chunk
+
+
+def _event(kind: str, fields: dict[str, Any]) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **fields}) + b"\n\n"
 
 
 def _usage(prompt: int, completion: int) -> dict[str, Any]:
