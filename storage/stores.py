@@ -201,8 +201,10 @@ class RemoteStore:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            why = f"{self.locked}, and no gateway answers at {self.where}" if self.locked else f"{self.where}: {exc}"
-            raise StoreError(f"{why} (stop the other process, start the gateway, or pass --url)") from None
+            if self.locked:  # the file is busy and the gateway that has it was the way in
+                why = f"{self.locked}, and no gateway answers at {self.where}"
+                raise StoreError(f"{why} (stop the other process, start the gateway, or pass --url)") from None
+            raise StoreError(f"no gateway answers at {self.where}: {exc} (is it running, on that address?)") from None
         if response.status_code == 401:
             if self.sends_key:
                 raise StoreError(f"{self.where} refused the admin key in {self.key_variable}")
