@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from gateway.proxy import Receive, Scope, Send
+from governance.keys import bearer_token
 
 GUARDED = ("/admin", "/v1/usage")
 
@@ -34,16 +35,21 @@ def admin_key(raw_config: Mapping[str, Any], env: Mapping[str, str] | None = Non
     return (env.get(name) or None) if name is not None else None
 
 
+def is_admin(authorization: str, key: str) -> bool:
+    token = bearer_token(authorization)
+    return token is not None and hmac.compare_digest(token.encode(), key.encode())
+
+
 class AdminGuard:
     def __init__(self, app: Any, key: str | None, prefixes: tuple[str, ...] = GUARDED) -> None:
         self.app = app
         self.prefixes = prefixes
-        self._expected = f"Bearer {key}".encode() if key else None
+        self._key = key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._expected is not None and scope["type"] == "http" and self._guarded(scope["path"]):
+        if self._key is not None and scope["type"] == "http" and self._guarded(scope["path"]):
             given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-            if not hmac.compare_digest(given, self._expected):
+            if not is_admin(given.decode("latin-1"), self._key):
                 return await _unauthorized(send, bool(given))
         await self.app(scope, receive, send)
 

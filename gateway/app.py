@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hmac
 import logging
 import os
 import signal
@@ -26,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway import dashboard, governance_api, insights_api, pricing_api
-from gateway.admin import AdminGuard
+from gateway.admin import AdminGuard, is_admin
 from gateway.attribution import AttributionReader
 from gateway.config import Config
 from gateway.costing import EventPricer
@@ -250,8 +249,7 @@ async def admin_guard(request: Request) -> Response | None:
     key = _gateway(request).admin_key
     if key is None:
         return None
-    supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if supplied and hmac.compare_digest(supplied.encode(), key.encode()):
+    if is_admin(request.headers.get("authorization", ""), key):
         return None
     return Response(
         error_body(401, "invalid_admin_key", "this route needs the admin key: Authorization: Bearer <admin key>"),

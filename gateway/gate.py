@@ -30,7 +30,7 @@ from gateway.attribution import Attribution
 from gateway.providers.base import Call, GatewayError
 from governance.budgets import BudgetLedger, Refusal, Reservation
 from governance.config import GovernanceConfig
-from governance.keys import FAILURE_MESSAGES, GatewayKeys, KeyRecord, check_access
+from governance.keys import FAILURE_MESSAGES, GatewayKeys, KeyRecord, bearer_token, check_access
 from governance.money import Money, estimate_max_cost
 from governance.ratelimit import RateGrant, RateLimiter, RateRefusal
 from governance.scope import RequestScope
@@ -49,7 +49,7 @@ _OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "m
 @dataclass(slots=True)
 class Admission:
     key: KeyRecord | None = None
-    key_header: str | None = None  # the header that carried the gateway key: not forwarded
+    key_token: bytes | None = None  # the gateway key as sent: no header holding it is forwarded
     reservation: Reservation | None = None
     grant: RateGrant | None = None
 
@@ -150,7 +150,7 @@ class Gate:
     ) -> None:
         if self.keys is None:
             return
-        raw, header = _find_key(headers)
+        raw = _find_key(headers)
         if raw is None:
             if self.require_keys:
                 raise GatewayError(401, "invalid_api_key", "this gateway needs a gateway key (mw-...)", "unauthorized")
@@ -160,7 +160,7 @@ class Gate:
             raise GatewayError(
                 401, "invalid_api_key", FAILURE_MESSAGES.get(found, "invalid gateway key"), "unauthorized"
             )
-        admission.key, admission.key_header = found, header
+        admission.key, admission.key_token = found, raw.encode("latin-1")
         attr.tenant_id = found.tenant  # the key decides the tenant; a header cannot override it
         attr.user_id = found.user or attr.user_id
         attr.feature = found.feature or attr.feature
@@ -242,16 +242,15 @@ async def _logged(work: Coroutine[Any, Any, None], what: str) -> None:
         log.error("%s failed: %s", what, exc)
 
 
-def _find_key(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+def _find_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         if name in _KEY_HEADER_NAMES:
-            text = name.decode("latin-1")
             token = value.decode("latin-1").strip()
-            if text == "authorization":
-                token = token.removeprefix("Bearer ").removeprefix("bearer ").strip()
+            if name == b"authorization":
+                token = bearer_token(token) or ""
             if token.startswith(KEY_PREFIX):
-                return token, text
-    return None, None
+                return token
+    return None
 
 
 def _input_estimate(call: Call) -> int:

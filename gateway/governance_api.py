@@ -37,6 +37,13 @@ def _strings(body: dict[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _text(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"'{key}' must be a string, got {type(value).__name__}")
+    return value or None
+
+
 def routes(governance: Callable[[Request], Governance]) -> list[Route]:
     async def list_keys(request: Request) -> Response:
         return JSONResponse({"keys": [k.public() for k in governance(request).keys.list()]})
@@ -51,7 +58,7 @@ def routes(governance: Callable[[Request], Governance]) -> list[Route]:
             expires = body.get("expires_at")
             expires_at = None if expires is None else iso_time("expires_at", expires, "2027-01-01T00:00:00Z")
             record, raw = governance(request).keys.create(
-                body["tenant"], name=body.get("name"), user=body.get("user"), feature=body.get("feature"),
+                body["tenant"], name=_text(body, "name"), user=_text(body, "user"), feature=_text(body, "feature"),
                 expires_at=expires_at, allowed_models=_strings(body, "allowed_models"),
                 allowed_providers=_strings(body, "allowed_providers"),
             )  # fmt: skip

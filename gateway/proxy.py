@@ -172,11 +172,11 @@ class Proxy:
     ) -> None:
         provider = call.provider
         kind = self.kinds[provider.kind]
-        key_header = ex.admission.key_header  # a gateway key is never sent upstream
+        key = ex.admission.key_token  # a gateway key is never sent upstream, in whichever headers it came
         headers = [
             (k.decode("latin-1"), v.decode("latin-1"))
             for k, v in scope["headers"]
-            if k not in self._drop_request and (key_header is None or k != key_header.encode())
+            if k not in self._drop_request and (key is None or key not in v)
         ]
         headers.append(("accept-encoding", "identity"))
         query = scope.get("query_string", b"").decode("latin-1")

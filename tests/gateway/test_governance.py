@@ -73,6 +73,9 @@ def test_the_key_decides_the_tenant_and_is_never_forwarded(keyed: tuple[LiveGate
     event = gw.event(r.headers["x-meterway-request-id"])
     assert event["tenant_id"] == "acme" and event["api_key_id"]
     assert key not in json.dumps(event, default=str)
+    twice = {"Authorization": f"bearer {key}", "X-Meterway-Key": key}  # an SDK's key and a default header
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json={**CHAT, "model": "echo-model"}, headers=twice)
+    assert r.status_code == 200 and key not in json.dumps(r.json()["echo"]["headers"])
 
 
 def test_revoked_keys_are_refused(keyed: tuple[LiveGateway, str, Path]) -> None:
@@ -108,6 +111,9 @@ def test_a_key_request_with_a_field_it_does_not_know_is_refused(keyed: tuple[Liv
         ({"tenant": "r", "expires": "2030-01-01"}, "unknown field(s) 'expires'"),
         ({"tenant": "r", "expires_at": 20300101}, "'expires_at' must be an ISO 8601 date or time"),
         ({"tenant": "r", "expires_at": "soon"}, "'expires_at' must be an ISO 8601 date or time"),
+        ({"tenant": "r", "name": 5}, "'name' must be a string, got int"),
+        ({"tenant": "r", "feature": {"a": 1}}, "'feature' must be a string, got dict"),
+        ({"tenant": "r", "user": ["u"]}, "'user' must be a string, got list"),
     ):
         r = httpx.post(f"{gw.url}/admin/keys", json=body)
         assert r.status_code == 400 and expected in r.json()["error"]["message"], r.text

@@ -54,6 +54,10 @@ def test_quote_needs_the_admin_key(gw: LiveGateway) -> None:
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_admin_key"
     r = httpx.post(f"{gw.url}/admin/quote", json=QUOTE, headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401
+    for scheme in ("bearer", "BEARER"):  # the scheme is case-insensitive (RFC 7235)
+        r = httpx.post(f"{gw.url}/admin/quote", json=QUOTE, headers={"Authorization": f"{scheme} admin-secret"})
+        assert r.status_code == 200, r.text
+    assert httpx.get(f"{gw.url}/admin/storage", headers={"Authorization": "bearer admin-secret"}).status_code == 200
 
 
 def test_quote_with_breakdown_and_tenant_discount(gw: LiveGateway) -> None:
