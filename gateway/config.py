@@ -171,7 +171,19 @@ def parse_config(doc: dict[str, Any], env: dict[str, str], problems: list[str], 
     cfg.discounts = _discounts(_section(doc, "tenants", problems), problems)
     parse_metrics_config(doc.get("metrics"), problems)
     cfg.governance = parse_governance(doc, env, problems)
+    _check_filters(cfg, set(declared), problems)
     return cfg
+
+
+def _check_filters(cfg: Config, providers: set[str], problems: list[str]) -> None:
+    """A budget or rate limit whose provider filter names no configured provider would never apply."""
+    named = [("budgets", b.name, b.selector) for b in cfg.governance.budgets]
+    named += [("rate_limits", r.name, r.selector) for r in cfg.governance.rate_limits]
+    for section, name, selector in named:
+        if selector.provider is not None and selector.provider not in providers:
+            known = ", ".join(sorted(providers)) or "none"
+            problems.append(f"{section}: {name!r} names provider {selector.provider!r}, which is not configured "
+                            f"(providers: {known}), so it would never apply")  # fmt: skip
 
 
 def _section(doc: dict[str, Any], name: str, problems: list[str]) -> dict[str, Any]:

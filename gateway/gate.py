@@ -11,7 +11,10 @@ Budgets are race-free because the check and the reservation of a request's estim
 happen together before anything is sent: in one process synchronously on the in-memory ledger;
 where a `SharedLedger` is set (the store process of `serve --workers N`, or the Postgres catalog
 with DuckLake) as one call to that single authority. Concurrent requests see each other's
-reservations, so a budget is overshot by at most one request's misestimate. When the shared ledger
+reservations, so a budget is overshot only by what requests cost beyond their estimate: input is
+estimated generously from its size (tool definitions included), output as `max_tokens` times `n`, or
+4096 tokens when a request sets no limit. A model the book has no price for is refused where a hard
+budget applies, since its cost could not be counted. When the shared ledger
 does not answer, a request that a budget applies to gets 503 `budget_unavailable`. All of it costs
 nothing when no keys, budgets or rate limits are configured.
 """
@@ -44,6 +47,9 @@ KEY_PREFIX = "mw-"
 _KEY_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key", "x-meterway-key")
 _KEY_HEADER_NAMES = frozenset(name.encode() for name in _KEY_HEADERS)  # ASGI header names are lower-case bytes
 _OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "maxOutputTokens", "num_predict")
+# what a provider bills as input: the prompt in every API's spelling, and the tool definitions sent with it
+_INPUT_FIELDS = ("messages", "input", "prompt", "contents", "system", "instructions", "Messages", "tools", "functions",
+                 "systemInstruction", "system_instruction", "tool_config", "toolConfig")  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -107,7 +113,7 @@ class Gate:
             return admission if admission.key is not None else OPEN
         scope = RequestScope(
             tenant=attr.tenant_id, key=admission.key.id if admission.key else None, feature=attr.feature,
-            provider=call.provider.name, model=call.model_upstream,
+            provider=call.provider.name, model=call.model_upstream, model_requested=call.model_requested,
         )  # fmt: skip
         input_tokens = _input_estimate(call)
         max_output = _max_output(call.body)
@@ -125,6 +131,15 @@ class Gate:
                     self._pricer(), call.provider.pricing_provider, call.model_upstream or "", input_tokens,
                     max_output, at, attr.tenant_id,
                 )  # fmt: skip
+                hard = [b.name for b in budgets if b.hard]
+                if estimate is None and hard:  # its cost could not be counted, so nothing would bound it
+                    self._release_grant(admission)
+                    model = call.model_upstream or call.model_requested or "(none)"
+                    raise GatewayError(
+                        403, "unpriced_model", f"model {model!r} of provider {call.provider.name!r} has no price in "
+                        f"the price book, so the hard budget {hard[0]!r} cannot bound its cost; add it to the book",
+                        "unpriced_model",
+                    )  # fmt: skip
                 if self.shared is None:
                     held = self.ledger.reserve(request_id, budgets, estimate, at)
                 else:
@@ -254,19 +269,21 @@ def _find_key(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 
 def _input_estimate(call: Call) -> int:
-    """A quick upper estimate of input tokens from the request's size (no tokenizer on the hot path)."""
+    """A quick upper estimate of input tokens from the size of what is billed as input (no tokenizer on the
+    hot path): a token is at least two bytes of UTF-8 in English (about four) and in Chinese (about 2.4)."""
     body = call.body
     if not body:
         return 0
     size = 0
-    for key in ("messages", "input", "prompt", "contents", "system", "instructions", "Messages"):
+    for key in _INPUT_FIELDS:
         value = body.get(key)
         if value is not None:
-            size += len(str(value))
-    return size // 3 + 1
+            size += len(str(value).encode())
+    return size // 2 + 1
 
 
 def _max_output(body: dict[str, Any] | None) -> int | None:
+    """The output tokens a request allows, times the answers it asks for (`n`); None when it sets no limit."""
     if not body:
         return None
     for holder in (body, body.get("generationConfig"), body.get("parameters"), body.get("options")):
@@ -274,5 +291,13 @@ def _max_output(body: dict[str, Any] | None) -> int | None:
             for key in _OUTPUT_LIMITS:
                 value = holder.get(key)
                 if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                    return value
+                    return value * _answers(body)
     return None
+
+
+def _answers(body: dict[str, Any]) -> int:
+    config = body.get("generationConfig")
+    for value in (body.get("n"), config.get("candidateCount") if isinstance(config, dict) else None):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+            return value
+    return 1

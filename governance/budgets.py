@@ -214,6 +214,9 @@ class BudgetLedger:
         """Drop a reservation without spending anything (the request never reached the provider)."""
         self._drop(reservation)
 
+    def now(self) -> datetime:
+        return self._clock()
+
     def charge(self, budgets: Sequence[BudgetConfig], cost: Money, at: datetime) -> list[ThresholdCrossing]:
         """Add a cost that was never reserved (a request the gateway could not estimate beforehand)."""
         when = utc(at)

@@ -3,7 +3,8 @@
 `RequestScope` is the attribution of one request (tenant, gateway key id, feature, provider, model),
 filled in once the key and route are known. `Selector` is the filter of a budget or rate limit: each
 field it names must match (tenant, key, feature and provider exactly, model exactly or as a glob
-like `gpt-4o*`); a selector naming nothing matches everything.
+like `gpt-4o*`, against the name sent upstream or the one the client asked for); a selector naming
+nothing matches everything.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ class RequestScope:
     key: str | None = None
     feature: str | None = None
     provider: str | None = None
-    model: str | None = None
+    model: str | None = None  # the name sent upstream (or, from a stored event, the one reported)
+    model_requested: str | None = None  # the name the client asked for (a route's alias)
 
     def value(self, field: str) -> str | None:
         """The value of one of `FIELDS`."""
@@ -46,7 +48,8 @@ class Selector:
             if wanted is not None and scope.value(field) != wanted:
                 return False
         if self.model is not None:
-            return scope.model is not None and fnmatchcase(scope.model, self.model)
+            names = (scope.model, scope.model_requested)
+            return any(name is not None and fnmatchcase(name, self.model) for name in names)
         return True
 
     def describe(self) -> str:

@@ -30,7 +30,7 @@ from governance.store_client import StoreClient
 ACQUIRE_PATH = "/store/rate/acquire"
 SETTLE_PATH = "/store/rate/settle"
 RELEASE_PATH = "/store/rate/release"
-_SCOPE = ("tenant", "key", "feature", "provider", "model")
+_SCOPE = ("tenant", "key", "feature", "provider", "model", "model_requested")
 
 
 class RatesUnavailable(Exception):

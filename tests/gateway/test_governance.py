@@ -232,6 +232,9 @@ def test_spend_the_budget_state_missed_before_a_crash_is_charged_at_the_next_sta
     state.write_text(json.dumps(saved))
     assert spent_after_start() == 3 * ONE_REQUEST
     assert spent_after_start() == 3 * ONE_REQUEST, "a clean stop saves the state: nothing is charged twice"
+    state.unlink()  # as if the first process had died before its first save
+    assert spent_after_start() == 3 * ONE_REQUEST, "with no saved state, the period's stored requests count"
+    assert spent_after_start() == 3 * ONE_REQUEST
 
 
 def test_rate_limit_answers_429_with_retry_after(upstream: Upstream, tmp_path: Path) -> None:
@@ -247,3 +250,47 @@ def test_rate_limit_answers_429_with_retry_after(upstream: Upstream, tmp_path: P
         assert gw.event(codes[-1].headers["x-meterway-request-id"])["error_type"] == "rate_limited"
     finally:
         gw.stop()
+
+
+def test_a_hard_budget_refuses_a_model_it_cannot_price(upstream: Upstream, tmp_path: Path) -> None:
+    """An unpriced request's cost is unknown (NULL, never zero): a hard budget could not bound it."""
+    budgets = [
+        {"name": "acme-hard", "tenant": "acme", "period": "day", "limit": "1", "currency": "USD", "hard": True},
+        {"name": "globex-soft", "tenant": "globex", "period": "day", "limit": "1", "currency": "USD"},
+    ]
+    gw = LiveGateway.from_doc(tmp_path, governed(upstream, tmp_path, {"budgets": budgets})).start()
+    try:
+        unpriced = {**CHAT, "model": "echo/not-in-the-book"}
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=unpriced, headers={"X-Tenant-Id": "acme"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "unpriced_model"
+        assert "'not-in-the-book'" in r.json()["error"]["message"] and "'acme-hard'" in r.json()["error"]["message"]
+        assert gw.event(r.headers["x-meterway-request-id"])["error_type"] == "unpriced_model"
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=unpriced, headers={"X-Tenant-Id": "globex"})
+        assert r.status_code == 200, "a soft budget only notifies"
+        assert httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"X-Tenant-Id": "acme"}).is_success
+    finally:
+        gw.stop()
+
+
+def test_a_budget_on_a_models_alias_applies_to_requests_for_it(upstream: Upstream, tmp_path: Path) -> None:
+    budget = {"name": "mini-hard", "model": "mini", "period": "day", "limit": str(ONE_REQUEST * 2), "currency": "USD",
+              "hard": True}  # fmt: skip
+    doc = governed(upstream, tmp_path, {"budgets": [budget]})
+    doc["models"] = [*doc["models"], {"name": "mini", "provider": "up", "model": "gpt-4o-mini"}]  # type: ignore[list-item]
+    gw = LiveGateway.from_doc(tmp_path, doc).start()
+    try:
+        codes = [httpx.post(f"{gw.url}/v1/chat/completions", json={**CHAT, "model": "mini"}).status_code
+                 for _ in range(4)]  # fmt: skip
+        assert codes[0] == 200 and codes[-1] == 429
+        assert Decimal(httpx.get(f"{gw.url}/admin/budgets").json()["budgets"][0]["spent"]) > 0
+    finally:
+        gw.stop()
+
+
+def test_a_budget_on_a_provider_that_is_not_configured_is_refused_at_start(upstream: Upstream, tmp_path: Path) -> None:
+    budget = {"name": "typo", "provider": "upp", "period": "day", "limit": "1", "currency": "USD", "hard": True}
+    config = write_config(tmp_path, governed(upstream, tmp_path, {"budgets": [budget]}))
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)  # fmt: skip
+    assert out.returncode == 2
+    assert "budgets: 'typo' names provider 'upp', which is not configured (providers: echo, up)" in out.stderr

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from gateway.estimate import count_tokens
+from gateway.gate import _input_estimate, _max_output
 from governance.budget_catch_up import catch_up
 from governance.budget_fx import fx_problems
 from governance.budget_store import JsonFileBudgetStore, MemoryBudgetStore, save_changes
@@ -280,13 +284,39 @@ def test_catch_up_charges_what_ended_after_the_saved_state_once() -> None:
     def query(sql: str, params: list[object]) -> list[tuple[object, ...]]:
         asked.append(params)
         return [
-            ("open", NOW - timedelta(seconds=5), "acme", None, None, "openai", "m", Decimal("1.5"), "USD"),
-            ("unreserved", NOW, "acme", None, None, "openai", "m", Decimal("0.5"), "USD"),
-            ("elsewhere", NOW, "globex", None, None, "openai", "m", Decimal("7"), "USD"),
+            ("open", NOW - timedelta(seconds=5), "acme", None, None, "openai", "m", "m", Decimal("1.5"), "USD"),
+            ("unreserved", NOW, "acme", None, None, "openai", "m", "m", Decimal("0.5"), "USD"),
+            ("elsewhere", NOW, "globex", None, None, "openai", "m", "m", Decimal("7"), "USD"),
         ]
 
     later = BudgetLedger([b], fx, state=state, clock=lambda: NOW + timedelta(seconds=1))
     assert later.status()[0].reserved == 2
     assert catch_up(later, query) == 3 and asked == [[NOW - timedelta(days=1), NOW]]
     assert (later.status()[0].spent, later.status()[0].reserved) == (Decimal("2.0"), 0)
-    assert catch_up(BudgetLedger([b], fx, clock=lambda: NOW), query) == 0, "no saved state: nothing to catch up"
+    fresh = BudgetLedger([b], fx, clock=lambda: NOW)  # nothing saved yet: the period's stored requests count
+    assert catch_up(fresh, query) == 3 and asked[-1] == [NOW.replace(hour=0, minute=0, second=0, microsecond=0)] * 2
+    assert fresh.status()[0].spent == Decimal("2.0")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": [{"role": "user", "content": "Summarize the quarterly revenue figures for the board. " * 40}]},
+        {"messages": [{"role": "user", "content": "请把这份合同的主要条款总结一下，并指出付款期限和违约责任。" * 40}]},
+        {"messages": [{"role": "user", "content": "hi"}],
+         "tools": [{"type": "function", "function": {"name": f"lookup_{i}", "description": "Find an order by id " * 5,
+                    "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}}}}
+                   for i in range(30)]},
+    ],
+)  # fmt: skip
+def test_the_input_estimate_is_not_below_the_tokens_billed(body: dict[str, object]) -> None:
+    """What a hard budget reserves must cover English, Chinese and tool definitions (billed as input)."""
+    call = SimpleNamespace(body=body)
+    billed = count_tokens(json.dumps(body, ensure_ascii=False))
+    assert _input_estimate(call) >= billed  # type: ignore[arg-type]
+
+
+def test_the_output_reserved_covers_every_answer_asked_for() -> None:
+    assert _max_output({"max_tokens": 100, "n": 5}) == 500
+    assert _max_output({"generationConfig": {"maxOutputTokens": 50, "candidateCount": 3}}) == 150
+    assert _max_output({"max_tokens": 100}) == 100 and _max_output({"n": 2}) is None
