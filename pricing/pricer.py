@@ -2,10 +2,10 @@
 
 `price()` runs on every request: a dict lookup and a bisect find the entry, the entry's prices were resolved
 to Decimals when the book loaded, and the cost is a handful of Decimal multiplications. `reload()` swaps in
-a re-read book atomically, or keeps the current one when the new one is invalid, edits or drops an entry
-already in force (`PriceBook.history_edits`), or fails the owner's `check` (the gateway's: the FX rates its
-budgets need). Models with no price are counted and logged once per
-(provider, model), never priced as zero.
+a re-read book atomically, or keeps the current one when the new one is invalid or fails the owner's
+`check` (the gateway's: the FX rates its budgets need). A book that edits or drops an entry already in force
+(`PriceBook.history_edits`) is a correction: it loads with a warning naming each entry to re-price. Models
+with no price are counted and logged once per (provider, model), never priced as zero.
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ log = logging.getLogger("meterway.pricing")
 
 DEFAULT_BOOK = Path(__file__).resolve().parent / "book"
 HISTORY_RULE = (
-    "an entry once in force is never edited: a price change is a new entry with a later effective_from (an entry "
-    "entered by mistake is corrected by restarting with the fixed book, then `meterway reprice` for the requests "
-    "it priced)"
+    "The requests these entries priced keep their old costs under the same price id until re-priced "
+    "(`meterway reprice --since` the date each names); a price change is a new entry with a later effective_from"
 )
 
 
@@ -72,11 +71,11 @@ class Pricer:
         return [] if self.check is None else self.check(book if book is not None else self.book)
 
     def reload(self) -> tuple[bool, str]:
-        """Re-read the book from `book_path`; on failure keep the current book and say why."""
+        """Re-read the book from `book_path`; on failure keep the current book and say why. A book that
+        edits or drops an entry already in force is a correction: it loads, with a warning naming each such
+        entry, since the requests it priced keep their old costs under its price id until re-priced."""
         try:
             book = PriceBook.load(self.book_path, reporting_currency=self.reporting_currency)
-            if edits := self.book.history_edits(book, datetime.now(UTC)):
-                raise PriceBookError([*edits, HISTORY_RULE])
             if problems := self.problems(book):
                 raise PriceBookError(problems)
         except PriceBookError as exc:
@@ -86,7 +85,12 @@ class Pricer:
         old, self.book = self.book, book
         self._warned.clear()
         log.info("price book reloaded: version %s -> %s, %d entries", old.version, book.version, len(book.entries))
-        return True, f"loaded version {book.version}: {len(book.entries)} entries"
+        message = f"loaded version {book.version}: {len(book.entries)} entries"
+        if edits := old.history_edits(book, datetime.now(UTC)):
+            warning = f"{'; '.join(edits)}. {HISTORY_RULE}"
+            log.warning("price book reload corrected entries already in force: %s", warning)
+            message += f"; corrected entries already in force: {warning}"
+        return True, message
 
     def price(
         self,

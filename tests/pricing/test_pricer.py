@@ -111,7 +111,7 @@ def test_reload_swaps_in_a_valid_book(pricer: Pricer, book_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("edit", "problem"),
+    ("edit", "change"),
     [
         (("input: 2.5, cached_input: 1.25,", "input: 3, cached_input: 1.25,"), "its input 2.5 -> 3 changed"),
         ((", cached_input: 1.25", ""), "its cached_input 1.25 -> none changed"),
@@ -120,28 +120,26 @@ def test_reload_swaps_in_a_valid_book(pricer: Pricer, book_path: Path) -> None:
         (("input: 0.8, output: 2,", "input: 0.8, output: 2.5,"), "its output 2 -> 2.5 changed"),
     ],
 )  # fmt: skip
-def test_reload_refuses_to_edit_an_entry_in_force(
-    pricer: Pricer, book_path: Path, edit: tuple[str, str], problem: str
+def test_a_reload_that_edits_an_entry_in_force_is_a_correction_named_in_a_warning(
+    pricer: Pricer, book_path: Path, edit: tuple[str, str], change: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A price id stands for one price: what a request was charged stays the price under that id."""
-    version = pricer.version
+    """The requests an entry priced keep their costs under its price id: the reload says which to re-price."""
+    caplog.set_level(logging.WARNING, logger="meterway.pricing")
     book_path.write_text(BOOK.replace(*edit), encoding="utf-8")
-    ok, reason = pricer.reload()
-    assert not ok
-    assert problem in reason
-    assert "a price change is a new entry with a later effective_from" in reason
-    assert pricer.version == version
-    priced = pricer.price(Tokens(input_tokens=1000), provider="openai", model="gpt-4o", at=utc("2025-01-01"))
-    assert priced.input_cost == Decimal("0.0025")
+    ok, message = pricer.reload()
+    assert ok
+    assert "corrected entries already in force: " in message and change in message
+    assert "keep their old costs under the same price id until re-priced" in message
+    assert [r.levelname for r in caplog.records] == ["WARNING"] and change in caplog.records[0].getMessage()
 
 
-def test_reload_refuses_to_drop_an_entry_in_force(pricer: Pricer, book_path: Path) -> None:
+def test_a_reload_that_drops_an_entry_in_force_names_it(pricer: Pricer, book_path: Path) -> None:
     first = BOOK.split("  - {provider: openai, model: gpt-4o, aliases: [gpt-4o-2024-08-06], currency: USD, "
                        "effective_from: 2024-11-15,")[0]  # fmt: skip
     book_path.write_text(first, encoding="utf-8")
-    ok, reason = pricer.reload()
-    assert not ok
-    assert "openai/gpt-4o@2024-11-15T00:00:00Z: in force since 2024-11-15, but missing from the new book" in reason
+    ok, message = pricer.reload()
+    assert ok
+    assert "openai/gpt-4o@2024-11-15T00:00:00Z: in force since 2024-11-15, but missing from the new book" in message
 
 
 def test_reload_lets_an_entry_not_yet_in_force_change(pricer: Pricer, book_path: Path) -> None:
@@ -149,7 +147,7 @@ def test_reload_lets_an_entry_not_yet_in_force_change(pricer: Pricer, book_path:
     assert pricer.reload()[0]
     book_path.write_text(BOOK + LATER.replace("2025-06-01", "2999-01-01").replace("input: 2,", "input: 3,"))
     ok, message = pricer.reload()
-    assert ok, message
+    assert ok and "corrected" not in message, message
     future = pricer.price(Tokens(input_tokens=1000), provider="openai", model="gpt-4o", at=utc("2999-02-01"))
     assert future.input_cost == Decimal("0.003")
 
@@ -158,7 +156,7 @@ def test_reload_lets_an_entry_in_force_get_a_future_end(pricer: Pricer, book_pat
     ended = BOOK.replace("effective_from: 2024-11-15,", "effective_from: 2024-11-15, effective_to: 2999-01-01,")
     book_path.write_text(ended, encoding="utf-8")
     ok, message = pricer.reload()
-    assert ok, message
+    assert ok and "corrected" not in message, message
     after = pricer.price(Tokens(input_tokens=10), provider="openai", model="gpt-4o", at=utc("2999-01-02"))
     assert after.price_id == "openai/gpt-4o@2024-05-13T00:00:00Z", "the entry before it is in force again"
 
