@@ -22,12 +22,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     live.stop()
 
 
-@pytest.fixture
-def client(gw: LiveGateway) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{gw.url}/v1", api_key="unused", max_retries=0) as sdk:
-        yield sdk
-
-
 def test_the_responses_api_answers_in_its_own_shape(gw: LiveGateway, client: openai.OpenAI) -> None:
     raw = client.responses.with_raw_response.create(model="demo", input="How do I reset my password?")
     response = raw.parse()

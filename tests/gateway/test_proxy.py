@@ -53,12 +53,6 @@ def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     live.stop()
 
 
-@pytest.fixture
-def client(gw: LiveGateway) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{gw.url}/v1", api_key="sk-client-key", max_retries=0) as sdk:
-        yield sdk
-
-
 def post(gw: LiveGateway, path: str, body: object, **headers: str) -> httpx.Response:
     return httpx.post(f"{gw.url}{path}", json=body, headers=headers, timeout=30)
 
