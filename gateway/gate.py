@@ -131,8 +131,7 @@ class Gate:
                     self._pricer(), call.provider.pricing_provider, call.model_upstream or "", input_tokens,
                     max_output, at, attr.tenant_id,
                 )  # fmt: skip
-                hard = [b.name for b in budgets if b.hard]
-                if estimate is None and hard:  # its cost could not be counted, so nothing would bound it
+                if estimate is None and (hard := [b.name for b in budgets if b.hard]):  # nothing would bound it
                     self._release_grant(admission)
                     model = call.model_upstream or call.model_requested or "(none)"
                     raise GatewayError(

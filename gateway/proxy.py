@@ -216,7 +216,7 @@ class Proxy:
             else:
                 if up.method == "HEAD":  # no body, but the length of the one a GET would have
                     out_headers += [(k, v) for k, v in response.raw_headers if k.lower() == b"content-length"]
-                await self._relay_whole(ex, send, response, meter, out_headers, outcome, call, kind)
+                await self._relay_whole(ex, send, response, meter, out_headers, outcome, call, kind, up.method)
         except asyncio.CancelledError:
             if not ex.disconnected or task is None:  # the server is stopping and its grace period is over
                 outcome.error_type, outcome.error_message = "shutdown", "the gateway stopped before the answer ended"
@@ -291,6 +291,7 @@ class Proxy:
         outcome: Outcome,
         call: Call,
         kind: ProviderKind,
+        method: str,
     ) -> None:
         try:
             body = await response.read()
@@ -311,7 +312,7 @@ class Proxy:
         elif report.error:
             outcome.error_type, outcome.error_message = "upstream_error", report.error[:1000]
         event = await self._record(ex, call, kind, meter, outcome)
-        if not any(name.lower() == b"content-length" for name, _ in headers):  # a HEAD answer has the upstream's
+        if method != "HEAD":  # a HEAD answer has the upstream's
             headers.append((b"content-length", str(len(body)).encode()))
         if event.cost_reporting is not None:
             headers.append((b"x-meterway-cost", _decimal_text(event.cost_reporting).encode()))

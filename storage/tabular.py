@@ -71,13 +71,12 @@ def to_csv(table: Table, spreadsheet: bool = False) -> str:
 
 
 def _csv_cell(value: Any, spreadsheet: bool) -> Any:
-    if isinstance(value, str):
-        return "'" + value if spreadsheet and value.startswith(FORMULA_STARTS) else value
-    cell = jsonable(value)
-    if isinstance(cell, (dict, list)):
-        text = orjson.dumps(cell).decode()
-        return "'" + text if spreadsheet and text.startswith(FORMULA_STARTS) else text
-    return cell
+    if not isinstance(value, str):  # numbers stay numbers: a negative amount is no formula
+        cell = jsonable(value)
+        if not isinstance(cell, (dict, list)):
+            return cell
+        value = orjson.dumps(cell).decode()
+    return "'" + value if spreadsheet and value.startswith(FORMULA_STARTS) else value
 
 
 def to_terminal(table: Table) -> str:

@@ -21,6 +21,7 @@ import orjson
 
 from gateway.estimate import count_prompt, count_tokens
 from gateway.providers import openai
+from gateway.providers.base import sse_data
 
 # Canned answers, picked by a keyword of the prompt, so a demo conversation reads like one.
 _ANSWERS: tuple[tuple[str, str], ...] = (
@@ -197,7 +198,7 @@ class _Stream(httpx.AsyncByteStream):
 
 
 def _event(kind: str, fields: dict[str, Any]) -> bytes:
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **fields}) + b"\n\n"
+    return sse_data(orjson.dumps({"type": kind, **fields}), kind.encode())
 
 
 def _usage(prompt: int, completion: int) -> dict[str, Any]:
