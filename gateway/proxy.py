@@ -214,8 +214,6 @@ class Proxy:
                 call.stream = True  # what the response is, whatever the request said
                 await self._relay_stream(ex, send, response, meter, out_headers, outcome, call, kind, api)
             else:
-                if up.method == "HEAD":  # no body, but the length of the one a GET would have
-                    out_headers += [(k, v) for k, v in response.raw_headers if k.lower() == b"content-length"]
                 await self._relay_whole(ex, send, response, meter, out_headers, outcome, call, kind, up.method)
         except asyncio.CancelledError:
             if not ex.disconnected or task is None:  # the server is stopping and its grace period is over
@@ -312,7 +310,9 @@ class Proxy:
         elif report.error:
             outcome.error_type, outcome.error_message = "upstream_error", report.error[:1000]
         event = await self._record(ex, call, kind, meter, outcome)
-        if method != "HEAD":  # a HEAD answer has the upstream's
+        if method == "HEAD":  # no body, but the length of the one a GET would have
+            headers += [(k, v) for k, v in response.raw_headers if k.lower() == b"content-length"]
+        else:
             headers.append((b"content-length", str(len(body)).encode()))
         if event.cost_reporting is not None:
             headers.append((b"x-meterway-cost", _decimal_text(event.cost_reporting).encode()))

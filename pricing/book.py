@@ -189,7 +189,7 @@ class PriceBook:
         """How `new` would change prices this book has already charged: an entry in force at or before `now`
         that `new` lacks, or has with other prices, or ends earlier than `now` where this one does not.
         One line per entry; empty when `new` only adds entries, or edits ones not yet in force."""
-        problems = []
+        edits = []
         later = {e.price_id: e for e in new.entries}
         for old in self.entries:
             if old.effective_from > now:
@@ -197,10 +197,10 @@ class PriceBook:
             since = f"{old.price_id}: in force since {format_short(old.effective_from)}"
             edited = later.get(old.price_id)
             if edited is None:
-                problems.append(f"{since}, but missing from the new book")
+                edits.append(f"{since}, but missing from the new book")
             elif changes := _changes(old, edited, now):
-                problems.append(f"{since}, but its {', '.join(changes)} changed")
-        return problems
+                edits.append(f"{since}, but its {', '.join(changes)} changed")
+        return edits
 
     @property
     def providers(self) -> tuple[str, ...]:
