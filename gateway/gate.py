@@ -13,7 +13,7 @@ where a `SharedLedger` is set (the store process of `serve --workers N`, or the 
 with DuckLake) as one call to that single authority. Concurrent requests see each other's
 reservations, so a budget is overshot only by what requests cost beyond their estimate: input is
 estimated generously from its size (tool definitions included), output as `max_tokens` times `n`, or
-4096 tokens when a request sets no limit. A model the book has no price for is refused where a hard
+4096 tokens per answer when a request sets no limit. A model the book has no price for is refused where a hard
 budget applies, since its cost could not be counted. When the shared ledger
 does not answer, a request that a budget applies to gets 503 `budget_unavailable`. All of it costs
 nothing when no keys, budgets or rate limits are configured.
@@ -129,7 +129,7 @@ class Gate:
             if budgets:
                 estimate = estimate_max_cost(
                     self._pricer(), call.provider.pricing_provider, call.model_upstream or "", input_tokens,
-                    max_output, at, attr.tenant_id,
+                    max_output, at, attr.tenant_id, answers=_answers(call.body) if call.body else 1,
                 )  # fmt: skip
                 if estimate is None and (hard := [b.name for b in budgets if b.hard]):  # nothing would bound it
                     self._release_grant(admission)

@@ -1,7 +1,8 @@
 """Amounts with their currency, conversion through a dated FX function, and a request's worst-case cost.
 
 `estimate_max_cost` prices a request before it is sent as if it used every output token it may
-(`max_tokens` from the request, or `default_max_output_tokens` when the client sent none), at the
+(`max_tokens` from the request, or `default_max_output_tokens` for each answer asked for when the
+client set no limit), at the
 dearest output price the entry has for it (thinking or reasoning prices included), with the
 tenant's discount. That is what a budget reserves; the real cost settles the reservation later.
 """
@@ -59,14 +60,19 @@ def estimate_max_cost(
     at: datetime,
     tenant: str | None = None,
     *,
+    answers: int = 1,
     default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
 ) -> Money | None:
-    """The most this request can cost, in the price entry's currency; None when the book does not price it."""
+    """The most this request can cost, in the price entry's currency; None when the book does not price it.
+    `max_output_tokens` covers every answer already; `answers` (`n`, `candidateCount`) multiplies the default."""
     book = pricer.book
     entry = book.entry_for(provider, model, at)
     if entry is None:
         return None
-    output = default_max_output_tokens if max_output_tokens is None or max_output_tokens < 0 else max_output_tokens
+    if max_output_tokens is None or max_output_tokens < 0:
+        output = default_max_output_tokens * max(answers, 1)
+    else:
+        output = max_output_tokens
     tokens = Tokens(input_tokens=max(input_tokens, 0), output_tokens=output)
     rates = entry.rates_for(tokens.input_tokens, at)
     factor = discount_factor(pricer.discounts.get(tenant)) if tenant is not None else discount_factor(None)

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from gateway.estimate import count_tokens
-from gateway.gate import _input_estimate, _max_output
+from gateway.gate import _answers, _input_estimate, _max_output
 from governance.budget_catch_up import catch_up
 from governance.budget_fx import fx_problems
 from governance.budget_store import JsonFileBudgetStore, MemoryBudgetStore, save_changes
@@ -320,3 +320,7 @@ def test_the_output_reserved_covers_every_answer_asked_for() -> None:
     assert _max_output({"max_tokens": 100, "n": 5}) == 500
     assert _max_output({"generationConfig": {"maxOutputTokens": 50, "candidateCount": 3}}) == 150
     assert _max_output({"max_tokens": 100}) == 100 and _max_output({"n": 2}) is None
+    assert _answers({"n": 3}) == 3 and _answers({"generationConfig": {"candidateCount": 2}}) == 2
+    pricer = Pricer(book=PriceBook.loads(BOOK))
+    three = estimate_max_cost(pricer, "demo", "m", 0, None, NOW, answers=3, default_max_output_tokens=1000)
+    assert three == usd("0.09")  # no limit: the default for each answer (0.03 for one)
