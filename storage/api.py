@@ -97,12 +97,16 @@ class StorageAPI:
         pricer: EventPricer,
         price_as: Mapping[str, str],
         sent_upstream: SentUpstream | None = None,
+        spread: Callable[[], None] | None = None,
     ) -> None:
+        """`spread`: called after a re-price reloaded the price book, so the other processes of
+        `serve --workers N` reload it too and price new requests as the re-priced ones were."""
         self.sink = sink
         self.writer = writer
         self.pricer = pricer
         self.price_as = dict(price_as)
         self.sent_upstream = sent_upstream
+        self.spread = spread
 
     def routes(self) -> list[Route]:
         return [Route(path, getattr(self, name), methods=methods) for path, name, methods in ROUTES]
@@ -236,6 +240,8 @@ class StorageAPI:
         ok, message = await asyncio.to_thread(self.pricer.reload)
         if not ok:
             return error(409, f"the price book does not load, nothing was re-priced: {message}", "invalid_price_book")
+        if self.spread is not None:
+            self.spread()
         dry = p.get("dry_run", "false").lower() in ("1", "true", "yes")
         try:
             result = await asyncio.to_thread(

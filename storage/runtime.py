@@ -13,6 +13,7 @@ The app treats both alike: it mounts `routes()`, calls `start()`/`stop()` in its
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from starlette.routing import Route
@@ -89,7 +90,8 @@ def sent_upstream(config: Config) -> SentUpstream:
     return upstream
 
 
-def inline_storage(config: Config, pricer: EventPricer) -> InlineStorage:
+def inline_storage(config: Config, pricer: EventPricer, spread: Callable[[], None] | None = None) -> InlineStorage:
+    """`spread`: how a re-price's book reload reaches the other processes (see `StorageAPI`)."""
     sink = open_sink(config.storage)
     writer = event_writer(sink, config.storage)
     try:
@@ -97,7 +99,8 @@ def inline_storage(config: Config, pricer: EventPricer) -> InlineStorage:
     except StorageError:
         sink.close()
         raise
-    return InlineStorage(sink, writer, StorageAPI(sink, writer, pricer, price_as(config), sent_upstream(config)))
+    api = StorageAPI(sink, writer, pricer, price_as(config), sent_upstream(config), spread)
+    return InlineStorage(sink, writer, api)
 
 
 def build_storage(config: Config, pricer: EventPricer) -> StorageRuntime:

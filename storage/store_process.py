@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import pickle
 import signal
 import sys
@@ -107,7 +108,8 @@ async def _serve(config: Config, socket_path: str, conn: Connection) -> None:
     from gateway.costing import EventPricer
 
     pricer = EventPricer.from_config(config)
-    storage = inline_storage(config, pricer)
+    # A re-price reloads the book here; the supervisor passes SIGHUP on so every worker reloads it too.
+    storage = inline_storage(config, pricer, spread=lambda: os.kill(os.getppid(), signal.SIGHUP))
     await storage.start()  # loads what earlier runs left in the journal
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, pricer.reload)
     budgets = store_ledger(config, lambda a, b, at: pricer.pricer.book.fx_rate(a, b, at))

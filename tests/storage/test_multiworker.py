@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import httpx
+import pytest
 import yaml
 
 from tests.storage.helpers import rollup_mismatches
@@ -122,7 +123,9 @@ def _book(folder: Path, *entries: str) -> Path:
     return folder
 
 
-def test_a_price_book_reload_through_one_worker_reaches_every_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("route", ["/admin/prices/reload", "/admin/reprice"])
+def test_a_price_book_reload_through_one_worker_reaches_every_process(tmp_path: Path, route: str) -> None:
+    """A reload, or the reload a re-price starts with (which the store process does), reaches every worker."""
     book = _book(tmp_path / "book", "effective_from: 2024-07-18, input: 1")
     cfg, port = demo_config(tmp_path, {"path": str(tmp_path / "e.duckdb"), "flush_interval_ms": 50})
     doc = yaml.safe_load(cfg.read_text())
@@ -140,8 +143,8 @@ def test_a_price_book_reload_through_one_worker_reaches_every_process(tmp_path: 
         gateway.start()
         assert ingested_price_id() == "openai/gpt-4o-mini@2024-07-18T00:00:00Z"
         _book(tmp_path / "book", "effective_from: 2024-07-18, input: 1", "effective_from: 2025-01-01, input: 2")
-        reloaded = httpx.post(f"{gateway.url}/admin/prices/reload", timeout=10)
-        assert reloaded.status_code == 200 and reloaded.json()["reloaded"], reloaded.text
+        reloaded = httpx.post(f"{gateway.url}{route}", json={"since": "2025-01-01"}, timeout=10)
+        assert reloaded.status_code == 200, reloaded.text
         new = "openai/gpt-4o-mini@2025-01-01T00:00:00Z"
         wait_until(lambda: ingested_price_id() == new, timeout=20)
         chat = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
