@@ -50,6 +50,8 @@ _OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "m
 # what a provider bills as input: the prompt in every API's spelling, and the tool definitions sent with it
 _INPUT_FIELDS = ("messages", "input", "prompt", "contents", "system", "instructions", "Messages", "tools", "functions",
                  "systemInstruction", "system_instruction", "tool_config", "toolConfig")  # fmt: skip
+IMAGE_TOKENS = 16_384  # the most one image is billed as input: Qwen-VL at its largest size (others bill less)
+_IMAGE_TYPES = frozenset({"image_url", "input_image", "image"})
 
 
 @dataclass(slots=True)
@@ -269,7 +271,8 @@ def _find_key(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 def _input_estimate(call: Call) -> int:
     """A quick upper estimate of input tokens from the size of what is billed as input (no tokenizer on the
-    hot path): a token is at least two bytes of UTF-8 in English (about four) and in Chinese (about 2.4)."""
+    hot path): a token is at least two bytes of UTF-8 in English (about four) and in Chinese (about 2.4).
+    An image counts `IMAGE_TOKENS` however it is sent (a URL, or base64 that would count far more by size)."""
     body = call.body
     if not body:
         return 0
@@ -277,8 +280,36 @@ def _input_estimate(call: Call) -> int:
     for key in _INPUT_FIELDS:
         value = body.get(key)
         if value is not None:
-            size += len(str(value).encode())
+            text = str(value)
+            size += _size_with_images(value) if "image" in text else len(text.encode())
     return size // 2 + 1
+
+
+def _size_with_images(value: Any) -> int:
+    """The bytes `_input_estimate` counts for a JSON value that holds images: each image as
+    `IMAGE_TOKENS` tokens, everything else by its size."""
+    if isinstance(value, dict):
+        if _is_image(value):
+            return IMAGE_TOKENS * 2
+        total = 0
+        for key, item in value.items():
+            if key == "images" and isinstance(item, list):  # Ollama: base64 images beside the text
+                total += len(item) * IMAGE_TOKENS * 2
+            else:
+                total += len(str(key).encode()) + _size_with_images(item)
+        return total
+    if isinstance(value, list):
+        return sum(_size_with_images(item) for item in value)
+    return len(str(value).encode())
+
+
+def _is_image(part: dict[str, Any]) -> bool:
+    """An image part of any API: OpenAI `image_url` / `input_image`, Anthropic `image`, Hunyuan `Type`,
+    DashScope `{"image": ...}`, or inline data with an image MIME type (Gemini, Anthropic's source)."""
+    if part.get("type") in _IMAGE_TYPES or part.get("Type") in _IMAGE_TYPES or isinstance(part.get("image"), str):
+        return True
+    mime = part.get("mimeType") or part.get("mime_type") or part.get("media_type")
+    return isinstance(mime, str) and mime.startswith("image/")
 
 
 def _max_output(body: dict[str, Any] | None) -> int | None:

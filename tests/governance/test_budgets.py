@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from gateway.estimate import count_tokens
-from gateway.gate import _answers, _input_estimate, _max_output
+from gateway.gate import IMAGE_TOKENS, _answers, _input_estimate, _max_output
 from governance.budget_catch_up import catch_up
 from governance.budget_fx import fx_problems
 from governance.budget_store import JsonFileBudgetStore, MemoryBudgetStore, save_changes
@@ -324,3 +326,31 @@ def test_the_output_reserved_covers_every_answer_asked_for() -> None:
     pricer = Pricer(book=PriceBook.loads(BOOK))
     three = estimate_max_cost(pricer, "demo", "m", 0, None, NOW, answers=3, default_max_output_tokens=1000)
     assert three == usd("0.09")  # no limit: the default for each answer (0.03 for one)
+
+
+PIXELS = base64.b64encode(os.urandom(600_000)).decode()  # an 800 KB base64 image: 400k tokens by its size
+URL = "https://example.com/a.png"
+
+
+def _user(*parts: dict[str, object]) -> list[dict[str, object]]:
+    return [{"role": "user", "content": list(parts)}]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": _user({"type": "text", "text": "What is this?"},
+                           {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXELS}"}})},
+        {"input": _user({"type": "input_image", "image_url": URL})},
+        {"messages": _user({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXELS}})},
+        {"contents": [{"parts": [{"text": "What?"}, {"inlineData": {"mimeType": "image/png", "data": PIXELS}}]}]},
+        {"messages": [{"role": "user", "content": "What is this?", "images": [PIXELS]}]},
+        {"input": {"messages": _user({"image": URL}, {"text": "What is this?"})}},
+        {"Messages": [{"Role": "user", "Contents": [{"Type": "image_url", "ImageUrl": {"Url": URL}}]}]},
+    ],
+    ids=["openai-base64", "responses-url", "anthropic", "gemini", "ollama", "dashscope", "hunyuan"],
+)  # fmt: skip
+def test_an_image_is_estimated_at_the_most_one_image_is_billed_whatever_its_encoding(body: dict[str, object]) -> None:
+    """Not by the size of its base64 (a vision request near a hard budget would be refused), nor as a short URL."""
+    estimate = _input_estimate(SimpleNamespace(body=body))  # type: ignore[arg-type]
+    assert IMAGE_TOKENS <= estimate < IMAGE_TOKENS + 200
