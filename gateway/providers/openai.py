@@ -291,7 +291,7 @@ class SSEMeter:
             usage = find_usage(obj)
             if usage is not None:
                 self._usage = usage
-                if self._strip and obj.get("choices") == []:
+                if self._strip and obj.get("choices") == [] and not err:  # an error in it reaches the client
                     return False
         return True
 

@@ -40,6 +40,16 @@ def test_injected_usage_chunk_is_stripped(split: str) -> None:
     assert meter.output_text() == "Hello"
 
 
+def test_an_injected_usage_chunk_carrying_an_error_reaches_the_client() -> None:
+    """Only the usage is the gateway's: the client would have seen the error without it."""
+    call, _ = stream_call()
+    failed = sse(chunk(None, usage=USAGE, error={"message": "model overloaded", "type": "server_error"}))
+    wire = sse(chunk("partial")) + failed + b"data: [DONE]\n\n"
+    relayed, report = run(KINDS["openai"].new_meter(call, 200, SSE), wire, "7")
+    assert relayed == wire
+    assert report.error == "model overloaded" and report.usage is not None and report.usage.total_tokens == 15
+
+
 def test_client_asked_usage_chunk_is_kept() -> None:
     call, _ = stream_call(include_usage=True)
     assert not call.strip_usage_chunk
