@@ -7,7 +7,7 @@ cost fields are testable without a server.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from gateway.attribution import Attribution
@@ -54,7 +54,11 @@ def decide_usage(
         return Usage(), "none"
     if report.error is not None and not (meter is not None and meter.output_text()):
         return Usage(), "none"  # an error inside a 2xx before any output: the provider refused it, as with a 4xx
-    usage = Usage(input_tokens=count_prompt(kind.input_text(call.body), call.body))
+    known = report.input_usage
+    if known is not None:  # the input as the provider counted it; only the output is estimated
+        usage = replace(known, output_tokens=0, reasoning_tokens=0)
+    else:
+        usage = Usage(input_tokens=count_prompt(kind.input_text(call.body), call.body))
     if meter is not None:
         usage.output_tokens = count_tokens(meter.output_text())
     return usage, "estimated"

@@ -82,6 +82,7 @@ class MessagesReader:
 
     def __init__(self) -> None:
         self._usage: JSON | None = None  # the raw usage so far, revised by each message_delta
+        self._final = False  # a message_delta (or a whole message) reported it: not message_start's placeholder
         self._model: str | None = None
         self._error: str | None = None
 
@@ -100,11 +101,16 @@ class MessagesReader:
             if isinstance(source.get("usage"), dict):
                 self._usage = self._usage if self._usage is not None else {}
                 overlay(self._usage, source["usage"])
+                self._final = self._final or obj.get("type") != "message_start"
         if errorish:
             self._error = common.error_message(obj) or ("stream error" if event == "error" else self._error)
 
     def result(self) -> MeterReport:
+        """message_start's usage counts the input but holds a placeholder output (1): a stream that ended
+        before any message_delta (cut off, or an error event) reports its input only."""
         usage = usage_from(self._usage) if self._usage is not None else None
+        if usage is not None and not self._final:
+            return MeterReport(model=self._model, error=self._error, input_usage=usage)
         return MeterReport(usage=usage, model=self._model, error=self._error)
 
     def text_of(self, obj: JSON) -> str:

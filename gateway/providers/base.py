@@ -79,6 +79,9 @@ class MeterReport:
     usage: Usage | None = None
     model: str | None = None  # as the upstream reported it
     error: str | None = None  # an error reported inside a successful (2xx) response
+    # A stream cut before its final usage, whose start reported the input exactly (Anthropic's
+    # message_start): its input side, for an estimate that counts only the output.
+    input_usage: Usage | None = None
 
 
 class Meter(Protocol):

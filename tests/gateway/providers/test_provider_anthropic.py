@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from gateway.metering import Outcome, decide_usage
 from gateway.providers.base import Call, GatewayError
 from gateway.providers.registry import KINDS
 from tests.gateway.providers.helpers import metered, provider, raw_call, run, sse
@@ -66,12 +67,39 @@ def test_null_fields_in_message_delta_do_not_erase() -> None:
     assert report.usage is not None and (report.usage.input_tokens, report.usage.output_tokens) == (11, 6)
 
 
-def test_error_frame_after_content() -> None:
-    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    wire = sse(start(input_tokens=3, output_tokens=1), delta("par"), ("error", error), crlf=True)
-    report = metered("anthropic", messages_call(), wire, ctype=SSE, split="5")
+OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+
+def test_error_frame_after_content_bills_the_input_reported_and_estimates_the_output() -> None:
+    call = messages_call()
+    wire = sse(start(input_tokens=3, cache_read_input_tokens=40, output_tokens=1), delta("partial answer"),
+               ("error", OVERLOADED), crlf=True)  # fmt: skip
+    meter = ANTHROPIC.new_meter(call, 200, SSE)
+    report = run(meter, wire, "5")[1]
     assert report.error == "Overloaded"
-    assert report.usage is not None and report.usage.input_tokens == 3
+    assert report.usage is None, "message_start's output_tokens is a placeholder, not a report"
+    usage, source = decide_usage(ANTHROPIC, call, meter, report, Outcome(200, "upstream_error", reached_upstream=True))
+    assert source == "estimated"
+    assert (usage.input_tokens, usage.cached_input_tokens, usage.output_tokens) == (43, 40, 2)
+
+
+@pytest.mark.parametrize("ending", ["cut", "error before output"])
+def test_a_stream_ending_before_message_delta_is_not_billed_at_message_start(ending: str) -> None:
+    call = messages_call()
+    frames = [start(input_tokens=43, output_tokens=1), ("ping", {"type": "ping"})]
+    if ending == "cut":
+        frames += [delta("The answer is forty-two, and here is why")]
+        outcome = Outcome(200, "stream_error", reached_upstream=True)
+    else:
+        frames += [("error", OVERLOADED)]
+        outcome = Outcome(200, "upstream_error", reached_upstream=True)
+    meter = ANTHROPIC.new_meter(call, 200, SSE)
+    report = run(meter, sse(*frames), "7")[1]
+    usage, source = decide_usage(ANTHROPIC, call, meter, report, outcome)
+    if ending == "cut":  # the input as reported, the output counted from the text relayed
+        assert source == "estimated" and usage.input_tokens == 43 and usage.output_tokens == 10
+    else:  # an error before any output: the provider refused it, nothing is billed
+        assert source == "none" and usage.total_tokens == 0
 
 
 def test_whole_message_usage_and_text() -> None:
