@@ -205,7 +205,7 @@ def _check_keys(where: str, value: dict[str, Any], allowed: set[str], problems: 
 def _int(where: str, value: Any, problems: list[str], lo: int = 0, hi: int = 2**31) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         try:
-            if isinstance(value, str) and value.strip().isdigit() and lo <= int(value) <= hi:
+            if isinstance(value, str) and value.strip().isdecimal() and lo <= int(value) <= hi:
                 return int(value)
         except ValueError:
             pass

@@ -68,6 +68,6 @@ def as_int(value: object) -> int:
         return value if value > 0 else 0
     if isinstance(value, float):
         return int(value) if value > 0 else 0
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdecimal():
         return int(value)
     return 0

@@ -140,7 +140,7 @@ def _timestamp(text: str) -> datetime:
 
 
 def _tokens(text: str) -> int:
-    if not text.isdigit():
+    if not text.isdecimal():
         raise argparse.ArgumentTypeError(f"expected a whole number of tokens, got {text!r}")
     return int(text)
 

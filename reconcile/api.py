@@ -31,6 +31,7 @@ from reconcile.metrics import ReconcileGauges
 from reconcile.render import FORMATS, render
 from reconcile.service import Reconciler, Request
 from reconcile.settings import BUCKET_WIDTHS, ReconcileSettings
+from storage.params import flag
 from storage.tabular import dumps
 from storage.timerange import QueryError, parse_time
 
@@ -113,7 +114,7 @@ def parse_request(params: dict[str, str], settings: ReconcileSettings, now: date
         raise QueryError("bucket_width", f"expected one of {', '.join(BUCKET_WIDTHS)}, got {width!r}")
     return Request(
         provider=provider, since=since, until=until, by=by, bucket_width=width,
-        tolerance=_tolerance(params.get("tolerance")), offline=_flag("offline", params.get("offline")),
+        tolerance=_tolerance(params.get("tolerance")), offline=flag("offline", params.get("offline")),
         snapshot_id=params.get("snapshot") or None,
     )  # fmt: skip
 
@@ -128,14 +129,6 @@ def _tolerance(text: str | None) -> Decimal | None:
     if not value.is_finite() or value < 0:
         raise QueryError("tolerance", f"expected a fraction >= 0 like 0.05 (5%), got {text!r}")
     return value
-
-
-def _flag(name: str, text: str | None) -> bool:
-    if text is None or text.lower() in ("", "0", "false", "no"):
-        return False
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    raise QueryError(name, f"expected true or false, got {text!r}")
 
 
 def error(status: int, message: str, code: str, param: str | None = None) -> Response:

@@ -44,7 +44,7 @@ from storage.duckdb_sink import DuckDBSink
 from storage.errors import StorageError, duckdb_error, out_of_memory, store_failure
 from storage.export import FORMATS, MEDIA_TYPES, export_events
 from storage.ingest import UsageIngestor
-from storage.params import FILTERS, RANGE, check_known, filters_of, limit_of, range_of, span_for
+from storage.params import FILTERS, RANGE, check_known, filters_of, flag, limit_of, range_of, span_for
 from storage.reprice import SentUpstream, reprice
 from storage.schema import CURRENT_VERSION, EVENTS
 from storage.tabular import Table, dumps, to_csv
@@ -235,6 +235,7 @@ class StorageAPI:
             if "since" not in p:
                 raise QueryError("since", "required: the start of the range to re-price")
             rng = range_of(p, exact=True)
+            dry = flag("dry_run", p.get("dry_run"))
         except QueryError as exc:
             return error(400, exc.message, param=exc.param)
         ok, message = await asyncio.to_thread(self.pricer.reload)
@@ -242,7 +243,6 @@ class StorageAPI:
             return error(409, f"the price book does not load, nothing was re-priced: {message}", "invalid_price_book")
         if self.spread is not None:
             self.spread()
-        dry = p.get("dry_run", "false").lower() in ("1", "true", "yes")
         try:
             result = await asyncio.to_thread(
                 reprice, self.sink, self.pricer, rng, price_as=self.price_as, sent_upstream=self.sent_upstream,

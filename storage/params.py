@@ -31,7 +31,7 @@ def limit_of(p: Mapping[str, str], default: int | None, hi: int = 1000) -> int |
     if "limit" not in p:
         return default
     text = p["limit"]
-    if not text.isdigit() or not 1 <= int(text) <= hi:
+    if not text.isdecimal() or not 1 <= int(text) <= hi:
         raise QueryError("limit", f"expected a whole number from 1 to {hi}, got {text!r}")
     return int(text)
 
@@ -39,3 +39,12 @@ def limit_of(p: Mapping[str, str], default: int | None, hi: int = 1000) -> int |
 def span_for(by: str) -> timedelta | None:
     """The default reach of a report when no `since` is given: hourly series cover 3 days, others everything."""
     return timedelta(days=3) if by == "hour" else None
+
+
+def flag(name: str, text: str | None) -> bool:
+    """A yes/no parameter: true/false, 1/0, yes/no (absent or empty is no); anything else is a QueryError."""
+    if text is None or text.lower() in ("", "0", "false", "no"):
+        return False
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    raise QueryError(name, f"expected true or false, got {text!r}")

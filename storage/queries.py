@@ -245,7 +245,7 @@ def parse_status(value: str) -> tuple[str, list[Any]]:
     if len(text) == 3 and text[0] in "12345" and text[1:] == "xx":
         base = int(text[0]) * 100
         return "status_code >= ? AND status_code < ?", [base, base + 100]
-    if text.isdigit() and 100 <= int(text) <= 599:
+    if text.isdecimal() and 100 <= int(text) <= 599:
         return "status_code = ?", [int(text)]
     raise QueryError("status", f"expected an HTTP status (200), a class (4xx), 'ok' or 'error', got {value!r}")
 

@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 _RELATIVE = re.compile(r"(\d{1,6})([mhdw])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # the times a query may name: room to round and step either way
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 FORMS = "an ISO 8601 date or time (2025-03-01, 2025-03-01T12:00:00Z) or an age like 36h or 7d"
 
 
@@ -46,16 +48,26 @@ def iso(value: datetime) -> str:
 def parse_time(param: str, value: str, now: datetime) -> datetime:
     text = value.strip()
     rel = _RELATIVE.fullmatch(text)
-    if rel:
-        return now - timedelta(**{_UNITS[rel.group(2)]: int(rel.group(1))})
     try:
-        if len(text) == 10:
+        if rel:
+            when = now - timedelta(**{_UNITS[rel.group(2)]: int(rel.group(1))})
+        elif len(text) == 10:
             day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            when = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:
+        raise QueryError(param, _out_of_range(value)) from None
     except ValueError:
         raise QueryError(param, f"expected {FORMS}, got {value!r}") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if not EARLIEST <= when <= LATEST:
+        raise QueryError(param, _out_of_range(value))
+    return when
+
+
+def _out_of_range(value: str) -> str:
+    return f"{value!r} is out of range: times go from {EARLIEST.date()} to {LATEST.date()}"
 
 
 def parse_range(
@@ -73,8 +85,9 @@ def parse_range(
 
 def parse_month(value: str) -> TimeRange:
     m = _MONTH.fullmatch(value.strip())
-    if not m or not 1 <= int(m.group(2)) <= 12:
-        raise QueryError("month", f"expected a month like 2025-03, got {value!r}")
+    if not m or not 1 <= int(m.group(2)) <= 12 or not EARLIEST.year <= int(m.group(1)) < LATEST.year:
+        raise QueryError("month", f"expected a month like 2025-03 (years {EARLIEST.year} to {LATEST.year - 1}), "
+                         f"got {value!r}")  # fmt: skip
     start = datetime(int(m.group(1)), int(m.group(2)), 1, tzinfo=UTC)
     return TimeRange(start, add_month(start))
 

@@ -76,7 +76,7 @@ def parse_view(params: Mapping[str, str], page_tenant: str | None = None) -> Vie
     if currency not in MODES:
         raise QueryError("currency", f"expected reporting or price, got {currency!r}")
     days_text = p.get("days", "30")
-    if not days_text.isdigit() or int(days_text) not in SPANS:
+    if not days_text.isdecimal() or int(days_text) not in SPANS:
         raise QueryError("days", f"expected one of {', '.join(map(str, SPANS))}, got {days_text!r}")
     status = p.get("status")
     if status is not None:

@@ -81,7 +81,7 @@ class DemoTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         forced = request.headers.get("x-demo-error")
-        if forced and forced.isdigit():
+        if forced and forced.isdecimal():
             status = int(forced)
             body = openai.error_body(status, "demo_error", f"simulated upstream error {status}")
             return httpx.Response(status, content=body, headers={"content-type": "application/json"})

@@ -122,6 +122,10 @@ def test_pages_escape_what_they_print_and_name_a_bad_parameter(tmp_path: Path) -
         assert "default-src 'none'" in page.headers["content-security-policy"]
         bad = client.get("/dashboard?days=8")
         assert bad.status_code == 400 and "days: expected one of 7, 30, 90" in bad.text
+        for query, named in (("days=%C2%B2", "days: expected one of"), ("since=999999w", "is out of range"),
+                             ("status=%C2%B2%C2%B2%C2%B2", "status:")):  # fmt: skip
+            bad = client.get(f"/dashboard?{query}")
+            assert bad.status_code == 400 and named in bad.text, (query, bad.status_code)
         missing = client.get("/dashboard/export/nothing.csv")
         assert missing.status_code == 404 and "no such download nothing.csv; there are " in missing.text
         assert "requests.csv" in missing.text

@@ -116,12 +116,21 @@ def test_recent_events_filters_paging_and_lookup(gw: LiveGateway) -> None:
         ("/admin/bill", {"month": "March"}, "month"),
         ("/admin/tokens/hourly", {"since": "2024-01-01"}, "since"),
         ("/admin/export", {"format": "xlsx"}, "format"),
+        ("/admin/events", {"since": "999999w"}, "since"),  # times past what a datetime holds
+        ("/admin/summary", {"until": "9999-12-31T23:30:00Z"}, "until"),
+        ("/admin/summary", {"since": "0001-01-01T00:30:00+01:00"}, "since"),
+        ("/admin/export", {"since": "999999d"}, "since"),
+        ("/admin/bill", {"month": "0000-01"}, "month"),
+        ("/admin/bill", {"month": "9999-12"}, "month"),
+        ("/admin/events", {"limit": "\u00b2"}, "limit"),  # a digit int() does not read
+        ("/admin/events", {"status": "\u00b2\u00b2\u00b2"}, "status"),
+        ("/admin/reprice", {"since": "2d", "dry_run": "ture"}, "dry_run"),
     ],
 )
 def test_bad_parameters_are_400s_in_openai_format(
     gw: LiveGateway, path: str, params: dict[str, str], param: str
 ) -> None:
-    r = get(gw, path, **params)
+    r = httpx.post(gw.url + path, params=params) if path == "/admin/reprice" else get(gw, path, **params)
     assert r.status_code == 400, r.text
     err = r.json()["error"]
     assert err["param"] == param and err["message"].startswith(f"{param}: ") and err["type"] == "invalid_request_error"

@@ -93,6 +93,12 @@ def test_report_formats(stored: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_report_rejects_a_bad_time_in_one_line(stored: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--config", str(stored), "--since", "soon"]) == 2
     assert capsys.readouterr().err.startswith("error: --since: expected an ISO 8601 date or time")
+    assert main(["report", "--config", str(stored), "--since", "999999w"]) == 2
+    assert capsys.readouterr().err.startswith("error: --since: '999999w' is out of range")
+    assert main(["report", "--config", str(stored), "--limit", "\u00b2"]) == 2
+    assert capsys.readouterr().err.startswith("error: --limit: expected a whole number")
+    assert main(["bill", "--config", str(stored), "--month", "0000-01"]) == 2
+    assert capsys.readouterr().err.startswith("error: --month: expected a month like 2025-03")
 
 
 def test_bill_for_a_month(stored: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -122,6 +122,9 @@ def test_events_page_newest_first_with_filters(sink: DuckDBSink) -> None:
         ("yesterday", None, "since: expected an ISO 8601 date or time"),
         ("2025-03-02", "2025-03-01", "since: must be before until"),
         (None, "2025-13-01", "until: expected an ISO 8601 date or time"),
+        ("999999w", None, "since: '999999w' is out of range: times go from 1970-01-01 to 9000-01-01"),
+        (None, "9999-12-31T23:30:00Z", "until: .* is out of range"),
+        ("0001-01-01T00:30:00+01:00", None, "since: .* is out of range"),
     ],
 )
 def test_bad_ranges_say_which_parameter(since: str | None, until: str | None, message: str) -> None:
