@@ -63,8 +63,11 @@ class EventPricer:
         at: datetime,
         thinking: bool,
         tenant: str | None,
+        service_tier: str | None = None,
     ) -> Priced:
-        return self.pricer.price_first(usage, provider=provider, models=models, at=at, thinking=thinking, tenant=tenant)
+        return self.pricer.price_first(
+            usage, provider=provider, models=models, at=at, thinking=thinking, tenant=tenant, service_tier=service_tier
+        )
 
     def loaded(self) -> bool:
         return self.pricer.book is not None

@@ -257,4 +257,5 @@ class EventPricing(Protocol):
         at: datetime,
         thinking: bool,
         tenant: str | None,
+        service_tier: str | None = None,
     ) -> Priced: ...

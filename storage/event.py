@@ -53,6 +53,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("price_id", "VARCHAR"),
     ("pricing_status", "VARCHAR"),
     ("thinking", "BOOLEAN"),  # the request ran in thinking mode, as priced (NULL on events stored before v4)
+    ("service_tier", "VARCHAR"),  # the service tier the provider reported applying (OpenAI flex, priority), as priced
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 _TEXT = tuple(name for name, kind in COLUMNS if kind.startswith("VARCHAR"))
@@ -100,6 +101,7 @@ class UsageEvent:
     price_id: str | None = None
     pricing_status: str = "unpriced"
     thinking: bool = False
+    service_tier: str | None = None
 
     def set_price(self, priced: Priced) -> None:
         """Take the costs, currency, price id and status of a pricing result."""

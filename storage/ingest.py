@@ -27,7 +27,7 @@ from storage.event import UsageEvent
 from storage.timerange import QueryError, parse_time
 
 _STR = ("provider", "model", "model_requested", "tenant_id", "user_id", "feature", "session_id", "api_key_id",
-        "endpoint", "error_type")  # fmt: skip
+        "endpoint", "error_type", "service_tier")  # fmt: skip
 _TOKENS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
 ALIASES = {"timestamp": "ts", "prompt_tokens": "input_tokens", "completion_tokens": "output_tokens",
            "latency_ms": "duration_ms"}  # fmt: skip
@@ -135,9 +135,10 @@ class UsageIngestor:
         )  # fmt: skip
         models = tuple(dict.fromkeys((event.model or "", event.model_requested or "")))
         event.thinking = bool(data.get("thinking")) or usage.reasoning_tokens > 0
+        event.service_tier = data.get("service_tier")
         priced = self.pricer.price_event(
             usage, provider=self.price_as.get(data["provider"], data["provider"]), models=models, at=ts,
-            thinking=event.thinking, tenant=event.tenant_id,
+            thinking=event.thinking, tenant=event.tenant_id, service_tier=event.service_tier,
         )  # fmt: skip
         event.set_price(priced)
         return event

@@ -44,7 +44,8 @@ from storage.timerange import TimeRange, iso
 
 PRICE_COLUMNS = ("currency", *MONEY, "reporting_currency", "price_id", "pricing_status")
 _READ = ("request_id", "ts", "provider", "model", "model_requested", "tenant_id", "input_tokens", "cached_input_tokens",
-         "cache_write_tokens", "output_tokens", "reasoning_tokens", "thinking", *PRICE_COLUMNS)  # fmt: skip
+         "cache_write_tokens", "output_tokens", "reasoning_tokens", "thinking", "service_tier",
+         *PRICE_COLUMNS)  # fmt: skip
 _TYPES = dict(COLUMNS)
 ApplyRollups = Callable[["duckdb.DuckDBPyConnection", str, int], None]
 SentUpstream = Callable[[str, str], str | None]  # (provider, requested model) -> the model sent upstream
@@ -187,7 +188,7 @@ def _price(row: tuple[Any, ...], at: dict[str, int], pricer: EventPricing, names
         usage, provider=names.provider(provider), models=names.models(provider, row[at["model"]],
                                                                       row[at["model_requested"]]),
         at=row[at["ts"]], thinking=usage.reasoning_tokens > 0 if thinking is None else thinking,
-        tenant=row[at["tenant_id"]],
+        tenant=row[at["tenant_id"]], service_tier=row[at["service_tier"]],
     )  # fmt: skip
     return {
         "currency": priced.currency, "input_cost": priced.input_cost, "cached_input_cost": priced.cached_input_cost,

@@ -89,7 +89,10 @@ def _v3(con: duckdb.DuckDBPyConnection) -> None:
 
 # Columns added to the event table after version 3, by the version that added them. A DuckLake's
 # tables are upgraded with the same ALTERs (storage/ducklake_sink.py).
-ADDED_EVENT_COLUMNS: dict[int, tuple[tuple[str, str], ...]] = {4: (("thinking", "BOOLEAN"),)}
+ADDED_EVENT_COLUMNS: dict[int, tuple[tuple[str, str], ...]] = {
+    4: (("thinking", "BOOLEAN"),),
+    5: (("service_tier", "VARCHAR"),),
+}
 
 
 def add_event_columns(con: duckdb.DuckDBPyConnection, version: int) -> None:
@@ -102,6 +105,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "hourly, daily and monthly rollups; price audit", _v2),
     Migration(3, "no in-memory index on request_id", _v3),
     Migration(4, "the thinking mode a request was priced in", lambda con: add_event_columns(con, 4)),
+    Migration(5, "the service tier a request was priced at", lambda con: add_event_columns(con, 5)),
 )
 CURRENT_VERSION = MIGRATIONS[-1].version
 

@@ -116,6 +116,11 @@ def _first_choice(obj: JSON) -> JSON:
     return {}
 
 
+def _tier_of(obj: JSON) -> str | None:
+    tier = obj.get("service_tier") or common.get_path(obj, "response", "service_tier")
+    return tier if isinstance(tier, str) and tier else None
+
+
 def _model_of(obj: JSON) -> str | None:
     model = obj.get("model") or common.get_path(obj, "response", "model")
     return model if isinstance(model, str) and model else None
@@ -215,7 +220,7 @@ def parse_json_body(obj: JSON, status: int) -> MeterReport:
     error = _error_of(obj) if status < 400 else None
     if status < 400 and obj.get("status") == "failed":  # responses API
         error = error or "response failed"
-    return MeterReport(usage=find_usage(obj), model=_model_of(obj), error=error)
+    return MeterReport(usage=find_usage(obj), model=_model_of(obj), error=error, service_tier=_tier_of(obj))
 
 
 class SSEMeter:
@@ -227,6 +232,7 @@ class SSEMeter:
         self._usage: Usage | None = None
         self._model: str | None = None
         self._error: str | None = None
+        self._tier: str | None = None
         self._raw: list[bytes] = []  # the relayed bytes, for estimating usage if none is reported
         self._kept = 0
 
@@ -291,12 +297,13 @@ class SSEMeter:
             usage = find_usage(obj)
             if usage is not None:
                 self._usage = usage
+                self._tier = _tier_of(obj) or self._tier
                 if self._strip and obj.get("choices") == [] and not err:  # an error in it reaches the client
                     return False
         return True
 
     def report(self) -> MeterReport:
-        return MeterReport(usage=self._usage, model=self._model, error=self._error)
+        return MeterReport(usage=self._usage, model=self._model, error=self._error, service_tier=self._tier)
 
     def output_text(self) -> str:
         parts: list[str] = []

@@ -7,6 +7,7 @@ token fields, usage source and error flag the transcript's `expected_event` name
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,6 +31,8 @@ def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     for name in NAMES:
         fixture = load(f"{name}.json")
         providers[provider_name(name)] = {"kind": kinds_for(fixture)[0], "base_url": upstream.fixture_url(name)}
+    flex = upstream.fixture_url("openai_responses_stream_flex_reasoning")
+    providers["priced-openai"] = {"kind": "openai", "base_url": flex, "price_as": "openai"}
     live = LiveGateway.from_doc(tmp_path_factory.mktemp("wire"), {"providers": providers}).start()
     yield live
     live.stop()
@@ -58,3 +61,14 @@ def test_recorded_response_through_the_gateway(gw: LiveGateway, name: str) -> No
     assert (event["error_type"] is not None) == expected["error"]
     assert event["status_code"] == fixture["status"] and event["provider"] == provider_name(name)
     assert event["stream"] == fixture["stream"]
+
+
+def test_a_request_served_at_the_flex_tier_is_priced_at_the_flex_price(gw: LiveGateway) -> None:
+    """The response's `service_tier` says which tier served it; the book's gpt-5 entry prices flex at
+    0.625 input / 5 output per 1M tokens (standard: 1.25 / 10)."""
+    fixture = load("openai_responses_stream_flex_reasoning.json")
+    r = httpx.post(f"{gw.url}/priced-openai/v1/responses", json=fixture["request"], timeout=30)
+    assert r.status_code == 200
+    event = gw.event(r.headers["x-meterway-request-id"])
+    assert (event["input_tokens"], event["output_tokens"], event["service_tier"]) == (53, 469, "flex")
+    assert event["total_cost"] == Decimal("0.002378125")  # (53 x 0.625 + 469 x 5) / 1M

@@ -196,6 +196,33 @@ def test_reprice_keeps_the_thinking_mode_each_event_was_priced_in(
         ]  # fmt: skip
 
 
+TIERED = BOOK + (
+    "  - {provider: acme, model: t1, currency: USD, effective_from: 2024-01-01, input: 1, output: 2, "
+    "service_tiers: {flex: {input: 0.5, output: 1}}}\n"
+)
+
+
+def test_ingest_and_reprice_price_each_event_at_its_service_tier(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_book(cfg.parent / "book", TIERED)
+    base = {"provider": "acme", "model": "t1", "input_tokens": 0, "output_tokens": 1000, "ts": "2025-03-10T10:00:00Z"}
+    records = [{**base, "request_id": "flex", "service_tier": "flex"}, {**base, "request_id": "standard"}]
+    assert ingest(cfg, capsys, [orjson.dumps(r) for r in records])[0] == 0
+    db = cfg.parent / "events.duckdb"
+    query = "SELECT request_id, service_tier, output_cost FROM llm_usage_events ORDER BY request_id"
+    with duckdb.connect(str(db)) as con:
+        assert con.execute(query).fetchall() == [
+            ("flex", "flex", Decimal("0.001")),
+            ("standard", None, Decimal("0.002")),
+        ]
+    write_book(cfg.parent / "book", TIERED.replace("output: 2,", "output: 4,").replace("output: 1}", "output: 3}"))
+    assert main(["reprice", "--config", str(cfg), "--since", "2025-03-01", "--until", "2025-04-01"]) == 0
+    with duckdb.connect(str(db)) as con:
+        assert con.execute(query).fetchall() == [
+            ("flex", "flex", Decimal("0.003")),
+            ("standard", None, Decimal("0.004")),
+        ]
+
+
 def test_reading_commands_need_stored_events(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--config", str(cfg)]) == 2
     assert "no events stored yet" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from storage.ducklake_sink import DuckLakeSink, LakeSettings
 from storage.errors import StorageError
 from storage.event import COLUMN_NAMES
 from storage.reprice import reprice
+from storage.schema import CURRENT_VERSION
 from storage.timerange import TimeRange
 from tests.storage.helpers import T0, event, rollup_mismatches, rows_per_key, write_book, write_segment
 from tests.storage.postgres import Postgres, postgres_server
@@ -122,8 +123,9 @@ def test_a_lake_made_by_an_older_meterway_gains_the_new_event_columns(tmp_path: 
         assert sink.upgraded_from == 0
         assert sink.load_segment(write_segment(tmp_path / "old.jsonl", [event() for _ in range(5)])) == 5
 
-        def as_version_3(con: Any) -> None:  # the lake as schema version 3 left it: no `thinking`
+        def as_version_3(con: Any) -> None:  # the lake as schema version 3 left it: no `thinking`, `service_tier`
             con.execute("ALTER TABLE llm_usage_events DROP COLUMN thinking")
+            con.execute("ALTER TABLE llm_usage_events DROP COLUMN service_tier")
             con.execute("DELETE FROM meterway_meta WHERE key = 'schema_version'")
             con.execute("INSERT INTO meterway_meta VALUES ('schema_version', '3')")
 
@@ -133,15 +135,16 @@ def test_a_lake_made_by_an_older_meterway_gains_the_new_event_columns(tmp_path: 
     sink = DuckLakeSink(settings)
     try:
         assert sink.upgraded_from == 3
-        assert sink.query("SELECT max(value::INTEGER) FROM meterway_meta") == [(4,)]
-        assert sink.load_segment(write_segment(tmp_path / "new.jsonl", [event(thinking=True)])) == 1
-        assert sink.query("SELECT thinking, count(*) FROM llm_usage_events GROUP BY ALL ORDER BY ALL") == [
-            (True, 1), (None, 5)]  # fmt: skip
+        assert sink.query("SELECT max(value::INTEGER) FROM meterway_meta") == [(CURRENT_VERSION,)]
+        new = event(thinking=True, service_tier="flex")
+        assert sink.load_segment(write_segment(tmp_path / "new.jsonl", [new])) == 1
+        grouped = "SELECT thinking, service_tier, count(*) FROM llm_usage_events GROUP BY ALL ORDER BY ALL"
+        assert sink.query(grouped) == [(True, "flex", 1), (None, None, 5)]
     finally:
         sink.close()
     sink = DuckLakeSink(settings)  # opened again: nothing left to upgrade
     try:
-        assert sink.upgraded_from == 4
+        assert sink.upgraded_from == CURRENT_VERSION
     finally:
         sink.close()
 

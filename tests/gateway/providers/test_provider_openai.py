@@ -50,6 +50,15 @@ def test_an_injected_usage_chunk_carrying_an_error_reaches_the_client() -> None:
     assert report.error == "model overloaded" and report.usage is not None and report.usage.total_tokens == 15
 
 
+def test_the_service_tier_the_answer_reports_is_read_from_a_stream_and_a_whole_body() -> None:
+    call, _ = stream_call(include_usage=True)
+    wire = sse(chunk("Hi", service_tier="priority"), chunk(None, usage=USAGE, service_tier="priority"))
+    assert metered("openai", call, wire, ctype=SSE, split="7").service_tier == "priority"
+    whole = raw_call("openai", "chat/completions", {"model": "gpt-4o-mini", "service_tier": "flex"})
+    body = orjson.dumps({"id": "c", "model": "o3", "choices": [], "usage": USAGE, "service_tier": "flex"})
+    assert metered("openai", whole, body, ctype="application/json").service_tier == "flex"
+
+
 def test_client_asked_usage_chunk_is_kept() -> None:
     call, _ = stream_call(include_usage=True)
     assert not call.strip_usage_chunk
