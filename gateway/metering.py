@@ -107,7 +107,7 @@ def build_event(
         reporting_currency=pricer.reporting_currency,
     )
     names = candidates(model, call.model_upstream, call.model_requested)
-    event.thinking = thinking = call.thinking or usage.reasoning_tokens > 0
+    event.thinking = thinking = call.thinking or usage.reasoning_tokens > 0 or report.thinking
     event.service_tier = tier = report.service_tier or _tier_asked(call)
     priced = pricer.price_event(
         usage, provider=call.provider.pricing_provider, models=names, at=ts, thinking=thinking,

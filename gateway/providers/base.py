@@ -82,6 +82,7 @@ class MeterReport:
     # A stream cut before its final usage, whose start reported the input exactly (Anthropic's
     # message_start): its input side, for an estimate that counts only the output.
     input_usage: Usage | None = None
+    thinking: bool = False  # the answer carried reasoning text: the model ran in thinking mode
     service_tier: str | None = None  # the tier the provider says it served the request at (OpenAI's service_tier)
 
 

@@ -5,6 +5,7 @@ Only mechanisms live here; no provider's quirk does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -117,3 +118,12 @@ def error_message(obj: JSON) -> str | None:
     if isinstance(err, str) and err:
         return err
     return None
+
+
+_REASONING = re.compile(rb'"reasoning(?:_content)?"\s*:\s*"(?!")')
+
+
+def reasoning_seen(data: bytes) -> bool:
+    """The payload carries reasoning text (`reasoning_content` or `reasoning`, not empty): the model ran in
+    thinking mode, which a hybrid model prices apart even when its usage reports no reasoning tokens."""
+    return b'"reasoning' in data and _REASONING.search(data) is not None

@@ -127,8 +127,11 @@ class RunningTotalsReader:
         self._usage: Usage | None = None
         self._model: str | None = None
         self._error: str | None = None
+        self._reasoning = False
 
     def take(self, event: str, data: bytes) -> None:
+        if not self._reasoning:
+            self._reasoning = common.reasoning_seen(data)
         if event == "error" or any(marker in data for marker in self.error_markers):
             self._read_error(event, data)
         if self.usage_marker in data:
@@ -153,7 +156,7 @@ class RunningTotalsReader:
             if isinstance(obj, dict):
                 self._usage = self.usage_of(obj) or self._usage
                 self._model = self.model_of(obj) or self._model
-        return MeterReport(usage=self._usage, model=self._model, error=self._error)
+        return MeterReport(usage=self._usage, model=self._model, error=self._error, thinking=self._reasoning)
 
     def usage_of(self, obj: JSON) -> Usage | None:
         raise NotImplementedError

@@ -220,7 +220,12 @@ def parse_json_body(obj: JSON, status: int) -> MeterReport:
     error = _error_of(obj) if status < 400 else None
     if status < 400 and obj.get("status") == "failed":  # responses API
         error = error or "response failed"
-    return MeterReport(usage=find_usage(obj), model=_model_of(obj), error=error, service_tier=_tier_of(obj))
+    message = _first_choice(obj).get("message")
+    reasoning = isinstance(message, dict) and any(
+        isinstance(text := message.get(key), str) and text for key in ("reasoning_content", "reasoning")
+    )
+    return MeterReport(usage=find_usage(obj), model=_model_of(obj), error=error, service_tier=_tier_of(obj),
+                       thinking=reasoning)  # fmt: skip
 
 
 class SSEMeter:
@@ -233,6 +238,7 @@ class SSEMeter:
         self._model: str | None = None
         self._error: str | None = None
         self._tier: str | None = None
+        self._reasoning = False
         self._raw: list[bytes] = []  # the relayed bytes, for estimating usage if none is reported
         self._kept = 0
 
@@ -242,6 +248,8 @@ class SSEMeter:
             self._kept += len(chunk)
         may_matter = self._model is None or _may_matter(self._decoder.pending, chunk)
         complete = self._decoder.skip(chunk)  # the complete events so far, none of them parsed yet
+        if not self._reasoning and complete:
+            self._reasoning = common.reasoning_seen(complete)
         if may_matter and complete:
             dropped = [(a, b) for a, b, ev in events_around(complete, self._decoder.separator, self._marks(complete))
                        if not self._read(ev)]  # fmt: skip
@@ -303,7 +311,8 @@ class SSEMeter:
         return True
 
     def report(self) -> MeterReport:
-        return MeterReport(usage=self._usage, model=self._model, error=self._error, service_tier=self._tier)
+        return MeterReport(usage=self._usage, model=self._model, error=self._error, service_tier=self._tier,
+                           thinking=self._reasoning)  # fmt: skip
 
     def output_text(self) -> str:
         parts: list[str] = []

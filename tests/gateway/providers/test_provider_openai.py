@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
+
 import orjson
 import pytest
 
+from gateway.config import Config
+from gateway.costing import EventPricer
+from gateway.metering import Outcome, build_event
 from gateway.providers.base import Call, GatewayError
 from gateway.providers.registry import KINDS
 from tests.gateway.providers.helpers import metered, provider, raw_call, run, sse
@@ -145,3 +151,33 @@ def test_unknown_op_is_refused() -> None:
     with pytest.raises(GatewayError) as err:
         KINDS["openai"].shape_openai(provider("openai"), "images/generations", {"model": "m"}, "m")
     assert err.value.status == 404
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_reasoning_text_in_the_answer_prices_a_hybrid_model_in_thinking_mode(stream: bool) -> None:
+    """qwen3-32b bills output at 20 instead of 8 per 1M in thinking mode; an answer with reasoning text ran in
+    it even when the request did not ask (open-source Qwen3 think by default) and usage reports no reasoning."""
+    usage = {"prompt_tokens": 10, "completion_tokens": 1000, "total_tokens": 1010}
+    body = {"model": "qwen3-32b", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    call = raw_call("openai", "chat/completions", body)
+    if stream:
+        wire = sse(chunk(None, choices=[{"index": 0, "delta": {"content": None, "reasoning_content": ""}}]),
+                   chunk(None, choices=[{"index": 0, "delta": {"content": None, "reasoning_content": "Let me"}}]),
+                   chunk("Hi"), chunk(None, usage=usage)) + b"data: [DONE]\n\n"  # fmt: skip
+        plain = sse(chunk(None, choices=[{"index": 0, "delta": {"content": "Hi", "reasoning_content": None}}]),
+                    chunk(None, usage=usage))  # fmt: skip
+        ctype = SSE
+    else:
+        message = {"role": "assistant", "content": "Hi", "reasoning_content": "Let me think."}
+        wire = orjson.dumps({"model": "qwen3-32b", "choices": [{"index": 0, "message": message}], "usage": usage})
+        plain = orjson.dumps({"model": "qwen3-32b", "choices": [{"index": 0, "message": {**message,
+                              "reasoning_content": ""}}], "usage": usage})  # fmt: skip
+        ctype = "application/json"
+    pricer = EventPricer.from_config(Config())
+    for answer, thinking, output_cost in ((wire, True, "0.02"), (plain, False, "0.008")):
+        meter = KINDS["openai"].new_meter(call, 200, ctype)
+        report = run(meter, answer, "7")[1]
+        call.provider = provider("openai", name="dashscope-compat", price_as="dashscope")
+        event = build_event("r", datetime(2025, 10, 1, tzinfo=UTC), call, KINDS["openai"], meter,
+                            Outcome(200, reached_upstream=True), pricer, report)  # fmt: skip
+        assert (event.thinking, event.output_cost) == (thinking, Decimal(output_cost)), answer
