@@ -140,15 +140,29 @@ def summary(
         out["other_reporting_currencies"] = by_reporting  # events priced before the reporting currency changed
     dims = ("tenant", "provider", "model", "feature")
     for dim in dims[1:] if filters.tenant is not None else dims:
-        table = costs_by(cur, dim, rng, filters)
-        out[f"by_{dim}"] = {
-            (row[0] or NONE_KEY): {
-                "requests": row[1], "errors": row[2], "input_tokens": row[4], "output_tokens": row[7],
-                "total_tokens": row[9], "costs": row[10], "cost": row[11], "reporting_currency": row[12],
-            }
-            for row in table.rows
-        }  # fmt: skip
+        out[f"by_{dim}"] = _breakdown(_grouped(cur, BY[dim], "month", rng, filters), reporting_currency)
     return out
+
+
+def _breakdown(groups: dict[tuple[Any, Any], dict[str, Any]], reporting_currency: str) -> dict[str, Any]:
+    """One entry per key, biggest cost first. A key with events priced under an earlier reporting currency
+    counts them all; their reporting cost is kept apart in `other_reporting_currencies`, as in the totals."""
+    out: dict[str, dict[str, Any]] = {}
+    for (key, reporting), agg in groups.items():
+        entry = out.setdefault(key or NONE_KEY, {
+            "requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "costs": {},
+            "cost": Decimal(0), "reporting_currency": reporting_currency,
+        })  # fmt: skip
+        for name in ("requests", "errors", "input_tokens", "output_tokens", "total_tokens"):
+            entry[name] += agg[name]
+        for currency, amount in agg["costs"].items():
+            entry["costs"][currency] = entry["costs"].get(currency, Decimal(0)) + amount
+        if reporting in (reporting_currency, None):
+            entry["cost"] += agg["cost_reporting"]
+        else:
+            other = entry.setdefault("other_reporting_currencies", {})
+            other[reporting] = other.get(reporting, Decimal(0)) + agg["cost_reporting"]
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1]["cost"], -kv[1]["requests"], kv[0])))
 
 
 def summary_table(data: dict[str, Any]) -> Table:

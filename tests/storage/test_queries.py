@@ -6,6 +6,7 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -93,6 +94,25 @@ def test_summary_for_one_tenant_matches_seed_004s_shape(sink: DuckDBSink) -> Non
     assert sum(v["requests"] for v in data["by_model"].values()) == n
     assert set(data["by_provider"]) == {"acme"} and "by_tenant" not in data
     assert sum(data["costs_by_currency"].values()) == cost
+
+
+def test_summary_breakdowns_count_every_event_after_a_reporting_currency_change(tmp_path: Path) -> None:
+    """Events priced before the reporting currency changed keep their old reporting cost apart, as the
+    totals do; every breakdown still adds up to the totals."""
+    usd = [event(tenant_id="acme", cost_reporting=Decimal("0.5"), reporting_currency="USD") for _ in range(3)]
+    cny = [event(tenant_id="acme", cost_reporting=Decimal("2"), reporting_currency="CNY") for _ in range(2)]
+    sink = DuckDBSink(tmp_path / "e.duckdb")
+    try:
+        sink.load_segment(write_segment(tmp_path / "seg.jsonl", [*usd, *cny, event(tenant_id="globex")]))
+        with sink.reader() as cur:
+            data = queries.summary(cur, parse_range(None, None, NOW), queries.Filters(), "CNY")
+    finally:
+        sink.close()
+    assert data["total_requests"] == 6 and data["other_reporting_currencies"] == {"USD": Decimal("1.50014")}
+    acme = data["by_tenant"]["acme"]
+    assert (acme["requests"], acme["cost"], acme["other_reporting_currencies"]) == (5, 4, {"USD": Decimal("1.5")})
+    for dim in ("tenant", "provider", "model", "feature"):
+        assert sum(v["requests"] for v in data[f"by_{dim}"].values()) == 6, dim
 
 
 def test_events_page_newest_first_with_filters(sink: DuckDBSink) -> None:
