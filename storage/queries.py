@@ -284,11 +284,15 @@ def events(cur: duckdb.DuckDBPyConnection, q: EventQuery) -> tuple[Table, str | 
         conds.append("ts >= ?")
         params.append(q.rng.since)
     f = q.filters
-    for value, cond in ((f.tenant, "tenant_id = ?"), (f.provider, "provider = ?"), (f.feature, "feature = ?")):
-        if value is not None:
-            conds.append(cond)
+    for value, column in ((f.tenant, "tenant_id"), (f.provider, "provider"), (f.feature, "feature")):
+        if value == "":  # none, as the rollups key it: the reports' `(none)` row lists these events
+            conds.append(f"({column} IS NULL OR {column} = '')")
+        elif value is not None:
+            conds.append(f"{column} = ?")
             params.append(value)
-    if f.model is not None:
+    if f.model == "":
+        conds.append("(model IS NULL OR model = '')")
+    elif f.model is not None:
         conds.append("(model = ? OR model_requested = ?)")
         params += [f.model, f.model]
     if q.status:

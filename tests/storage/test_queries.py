@@ -115,6 +115,16 @@ def test_summary_breakdowns_count_every_event_after_a_reporting_currency_change(
         assert sum(v["requests"] for v in data[f"by_{dim}"].values()) == 6, dim
 
 
+def test_an_empty_filter_means_none_for_events_as_for_reports(sink: DuckDBSink) -> None:
+    """The reports' `(none)` row counts events without a tenant or feature; `tenant=` lists those events."""
+    rng = parse_range(None, None, NOW)
+    with sink.reader() as cur:
+        for filters in (queries.Filters(tenant=""), queries.Filters(tenant="a", feature="")):
+            reported = queries.summary(cur, rng, filters, "USD")["total_requests"]
+            listed = queries.events(cur, queries.EventQuery(rng, filters, limit=1000))[0].rows
+            assert len(listed) == reported > 0, filters
+
+
 def test_events_page_newest_first_with_filters(sink: DuckDBSink) -> None:
     rng = parse_range(None, None, NOW, exact=True)
     seen: list[str] = []
