@@ -192,7 +192,12 @@ def run_reprice(args: argparse.Namespace) -> int:
     print(f"re-priced {result['since']} to {result['until']}: {result['examined']} events examined, "
           f"{verb} {result['changed']}")  # fmt: skip
     for example in result["examples"]:
-        old, new = example["old"], example["new"]
-        print(f"  {example['request_id']}: {old['total_cost']} {old['currency']} ({old['price_id']}) -> "
-              f"{new['total_cost']} {new['currency']} ({new['price_id']})")  # fmt: skip
+        print(f"  {example['request_id']}: {_priced(example['old'])} -> {_priced(example['new'])}")
     return 0
+
+
+def _priced(price: dict[str, Any]) -> str:
+    """A price as an example shows it: the cost in the entry's currency and in the reporting currency (a change
+    of reporting currency moves only the second), with the entry that priced it."""
+    return (f"{price['total_cost']} {price['currency']} = {price['cost_reporting']} {price['reporting_currency']} "
+            f"({price['price_id']})")  # fmt: skip

@@ -144,7 +144,10 @@ def test_reprice_after_a_book_correction_keeps_an_audit_and_consistent_rollups(
     db = stored.parent / "events.duckdb"
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "3 events examined, changed 2" in out and "0.002 USD (acme/m1@2024-01-01T00:00:00Z) -> 0.004" in out
+    assert (
+        "3 events examined, changed 2" in out
+        and "0.002 USD = 0.002 USD (acme/m1@2024-01-01T00:00:00Z) -> 0.004 USD = 0.004 USD" in out
+    )
     with duckdb.connect(str(db)) as con:
         assert con.execute("SELECT total_cost FROM llm_usage_events WHERE input_tokens = 1000").fetchone() == (
             Decimal("0.004"),
