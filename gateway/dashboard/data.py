@@ -45,6 +45,7 @@ class Line:
     total_tokens: int = 0
     costs: tuple[tuple[str, Decimal], ...] = ()  # per price currency
     cost: Decimal = Decimal(0)  # in the reporting currency
+    unpriced: int = 0  # requests with tokens but no price: in no cost above, never shown as a cost of zero
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +86,9 @@ def lines(table: Table, currency: str) -> list[Line]:
     merged: dict[Any, dict[str, Any]] = {}
     for row in table.rows:
         agg = merged.setdefault(row[0], {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
-                                         "total_tokens": 0, "costs": {}, "cost": Decimal(0)})  # fmt: skip
-        for name in ("requests", "errors", "input_tokens", "output_tokens", "total_tokens"):
+                                         "total_tokens": 0, "unpriced": 0, "costs": {},
+                                         "cost": Decimal(0)})  # fmt: skip
+        for name in ("requests", "errors", "input_tokens", "output_tokens", "total_tokens", "unpriced"):
             agg[name] += row[col[name]]
         for cur, amount in row[col["costs"]].items():
             agg["costs"][cur] = agg["costs"].get(cur, Decimal(0)) + amount
@@ -97,7 +99,7 @@ def lines(table: Table, currency: str) -> list[Line]:
 
 def _line(key: Any, agg: dict[str, Any]) -> Line:
     return Line(key, agg["requests"], agg["errors"], agg["input_tokens"], agg["output_tokens"], agg["total_tokens"],
-                tuple(sorted(agg["costs"].items())), agg["cost"])  # fmt: skip
+                tuple(sorted(agg["costs"].items())), agg["cost"], agg["unpriced"])  # fmt: skip
 
 
 def _filled(found: list[Line], keys: list[Any]) -> list[Line]:

@@ -27,7 +27,16 @@ def range_attrs(rng: TimeRange, prefix: str = "") -> str:
 
 
 def cost_html(line: Line, view: View, currency: str) -> str:
-    return moneys_html(dict(line.costs)) if view.price_mode else money_html(line.cost, currency)
+    shown = moneys_html(dict(line.costs)) if view.price_mode else money_html(line.cost, currency)
+    return shown + unpriced_html(line)
+
+
+def unpriced_html(line: Line) -> str:
+    """Requests the book could not price are in no amount shown: say how many, so none reads as free."""
+    if not line.unpriced:
+        return ""
+    return (f'<br><span class="muted unpriced" title="no price in the price book: not in the amount">'
+            f"+ {count(line.unpriced)} unpriced</span>")  # fmt: skip
 
 
 def export_link(view: View, name: str, label: str = "Download CSV") -> str:
@@ -60,7 +69,7 @@ def _card(ident: str, period: Period, view: View, currency: str) -> str:
     attrs = range_attrs(period.rng) + range_attrs(period.prev_rng, "prev-")
     return (
         f'<section class="card" id="{ident}" aria-labelledby="{ident}-h"{attrs}>'
-        f'<h2 id="{ident}-h">{esc(period.name)}</h2><p class="big">{moneys_html(shown)}</p>'
+        f'<h2 id="{ident}-h">{esc(period.name)}</h2><p class="big">{moneys_html(shown)}{unpriced_html(c)}</p>'
         f'<p class="delta">{"<br>".join(deltas)}</p>'
         f'<p class="note">{count(c.requests)} requests · {count(c.errors)} errors · '
         f"{compact(c.total_tokens)} tokens</p>"

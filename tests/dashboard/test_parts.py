@@ -148,3 +148,23 @@ def test_a_csv_download_keeps_a_spreadsheet_from_running_client_text(tmp_path: P
         assert sorted(row["tenant_id"] for row in rows) == ["'-2+3", "'" + formula, "acme"]
         raw = client.get("/admin/events", headers={"accept": "text/csv"})
         assert sorted(row["tenant_id"] for row in csv.DictReader(io.StringIO(raw.text))) == ["-2+3", formula, "acme"]
+
+
+def test_unpriced_usage_is_counted_beside_the_amounts_never_shown_as_free(tmp_path: Path) -> None:
+    """SPEC: unpriced is never a silent zero. A tenant whose usage the book cannot price shows how many
+    requests are missing from each amount."""
+    store = DuckDBSink(tmp_path / "e.duckdb")
+    priced, unpriced = _event(1, "acme", 0, 10.0), _event(2, "acme", 0, 10.0)
+    unpriced.model, unpriced.currency, unpriced.total_cost, unpriced.cost_reporting = "gpt-unknown", None, None, None
+    unpriced.pricing_status, unpriced.reporting_currency = "unpriced", None
+    for event in (priced, unpriced):
+        event.ts = datetime.now(UTC)
+    store.load_events([priced, unpriced])
+    store.close()
+    with TestClient(create_app(demo_config(tmp_path / "e.duckdb", 0))) as client:
+        page = client.get("/dashboard/tenants/acme")
+    assert page.status_code == 200
+    today = page.text.split('id="period-0"', 1)[1].split("</section>", 1)[0]
+    assert "+ 1 unpriced" in today
+    models = page.text.split("gpt-unknown", 1)[1].split("</tr>", 1)[0]
+    assert "+ 1 unpriced" in models, "the model's cost cell must not read as $0.00 alone"
