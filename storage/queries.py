@@ -140,29 +140,40 @@ def summary(
         out["other_reporting_currencies"] = by_reporting  # events priced before the reporting currency changed
     dims = ("tenant", "provider", "model", "feature")
     for dim in dims[1:] if filters.tenant is not None else dims:
-        out[f"by_{dim}"] = _breakdown(_grouped(cur, BY[dim], "month", rng, filters), reporting_currency)
+        merged = merged_by_key(costs_by(cur, dim, rng, filters), reporting_currency)
+        ranked = sorted(merged.items(), key=lambda kv: (-kv[1]["cost"], -kv[1]["requests"], kv[0] or NONE_KEY))
+        out[f"by_{dim}"] = {key or NONE_KEY: _entry(agg, reporting_currency) for key, agg in ranked}
     return out
 
 
-def _breakdown(groups: dict[tuple[Any, Any], dict[str, Any]], reporting_currency: str) -> dict[str, Any]:
-    """One entry per key, biggest cost first. A key with events priced under an earlier reporting currency
-    counts them all; their reporting cost is kept apart in `other_reporting_currencies`, as in the totals."""
-    out: dict[str, dict[str, Any]] = {}
-    for (key, reporting), agg in groups.items():
-        entry = out.setdefault(key or NONE_KEY, {
-            "requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "costs": {},
-            "cost": Decimal(0), "reporting_currency": reporting_currency,
-        })  # fmt: skip
-        for name in ("requests", "errors", "input_tokens", "output_tokens", "total_tokens"):
-            entry[name] += agg[name]
-        for currency, amount in agg["costs"].items():
+def _entry(agg: dict[str, Any], reporting_currency: str) -> dict[str, Any]:
+    """A summary breakdown's entry for one key (see `merged_by_key`)."""
+    entry = {name: agg[name] for name in ("requests", "errors", "input_tokens", "output_tokens", "total_tokens")}
+    entry |= {"costs": agg["costs"], "cost": agg["cost"], "reporting_currency": reporting_currency}
+    if "other_reporting_currencies" in agg:
+        entry["other_reporting_currencies"] = agg["other_reporting_currencies"]
+    return entry
+
+
+def merged_by_key(table: Table, reporting_currency: str) -> dict[Any, dict[str, Any]]:
+    """The rows of a `costs_by` table merged per key: a key priced under several reporting currencies is one
+    entry, its counts and `costs` summed, `cost` in `reporting_currency`; what it cost under an earlier
+    reporting currency is kept apart in `other_reporting_currencies`, as in the totals."""
+    col = {name: i for i, name in enumerate(table.columns)}
+    out: dict[Any, dict[str, Any]] = {}
+    for row in table.rows:
+        entry = out.setdefault(row[0], {c: 0 for c in COUNTS} | {"costs": {}, "cost": Decimal(0)})
+        for name in COUNTS:
+            entry[name] += row[col[name]]
+        for currency, amount in row[col["costs"]].items():
             entry["costs"][currency] = entry["costs"].get(currency, Decimal(0)) + amount
+        reporting = row[col["reporting_currency"]]
         if reporting in (reporting_currency, None):
-            entry["cost"] += agg["cost_reporting"]
+            entry["cost"] += row[col["cost_reporting"]]
         else:
             other = entry.setdefault("other_reporting_currencies", {})
-            other[reporting] = other.get(reporting, Decimal(0)) + agg["cost_reporting"]
-    return dict(sorted(out.items(), key=lambda kv: (-kv[1]["cost"], -kv[1]["requests"], kv[0])))
+            other[reporting] = other.get(reporting, Decimal(0)) + row[col["cost_reporting"]]
+    return out
 
 
 def summary_table(data: dict[str, Any]) -> Table:

@@ -82,19 +82,7 @@ class PageData:
 
 def lines(table: Table, currency: str) -> list[Line]:
     """Rows of a `costs_by` table, merged per key (a key priced under several reporting currencies is one line)."""
-    col = {name: i for i, name in enumerate(table.columns)}
-    merged: dict[Any, dict[str, Any]] = {}
-    for row in table.rows:
-        agg = merged.setdefault(row[0], {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
-                                         "total_tokens": 0, "unpriced": 0, "costs": {},
-                                         "cost": Decimal(0)})  # fmt: skip
-        for name in ("requests", "errors", "input_tokens", "output_tokens", "total_tokens", "unpriced"):
-            agg[name] += row[col[name]]
-        for cur, amount in row[col["costs"]].items():
-            agg["costs"][cur] = agg["costs"].get(cur, Decimal(0)) + amount
-        if row[col["reporting_currency"]] == currency:
-            agg["cost"] += row[col["cost_reporting"]]
-    return [_line(key, agg) for key, agg in merged.items()]
+    return [_line(key, agg) for key, agg in queries.merged_by_key(table, currency).items()]
 
 
 def _line(key: Any, agg: dict[str, Any]) -> Line:
