@@ -17,9 +17,11 @@ import asyncio
 import base64
 import binascii
 import hmac
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -38,6 +40,8 @@ from storage.timerange import QueryError
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
+TENANTS = "/dashboard/tenants/"
+EXPORT_TAIL = re.compile(r"(?P<tenant>.+)/export/(?P<name>[^/]+)\.csv")
 GatewayOf = Callable[[Request], "Gateway"]
 InsightsFor = Callable[["Gateway"], Insights]
 HEADERS = {
@@ -91,6 +95,17 @@ class Dashboard:
     def _view(self, request: Request) -> View:
         tenant = request.path_params.get("tenant")
         return parse_view(request.query_params, tenant)
+
+    async def tenant(self, request: Request) -> Response:
+        """/dashboard/tenants/{tenant}[/export/{name}.csv], told apart on the path as sent: the pages' links
+        percent-encode a tenant id's "/", so a tenant whose id ends in "/export/x.csv" still gets its page."""
+        sent = request.scope.get("raw_path") or request.scope["path"].encode()
+        rest = sent.decode("latin-1").partition("?")[0].removeprefix(TENANTS)
+        if found := EXPORT_TAIL.fullmatch(rest):
+            request.path_params.update(tenant=unquote(found["tenant"]), name=unquote(found["name"]))
+            return await self.export(request)
+        request.path_params["tenant"] = unquote(rest)
+        return await self.page(request)
 
     async def page(self, request: Request) -> Response:
         gw = self.gateway_of(request)
@@ -152,6 +167,5 @@ def routes(gateway_of: GatewayOf, insights_for: InsightsFor = StoreInsights.for_
     return [
         Route("/dashboard", dash.page, methods=["GET", "HEAD"]),
         Route("/dashboard/export/{name}.csv", dash.export, methods=["GET"]),
-        Route("/dashboard/tenants/{tenant:path}/export/{name}.csv", dash.export, methods=["GET"]),
-        Route("/dashboard/tenants/{tenant:path}", dash.page, methods=["GET", "HEAD"]),  # a tenant id may hold "/"
+        Route(TENANTS + "{rest:path}", dash.tenant, methods=["GET", "HEAD"]),  # a tenant id may hold "/"
     ]

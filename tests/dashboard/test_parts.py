@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from gateway.app import create_app
 from gateway.dashboard import svg
 from gateway.dashboard.fmt import change, money
-from gateway.dashboard.params import View, parse_view
+from gateway.dashboard.params import View, parse_view, tenant_path
 from gateway.demo_run import demo_config
 from storage import queries
 from storage.duckdb_sink import DuckDBSink
@@ -168,3 +168,25 @@ def test_unpriced_usage_is_counted_beside_the_amounts_never_shown_as_free(tmp_pa
     assert "+ 1 unpriced" in today
     models = page.text.split("gpt-unknown", 1)[1].split("</tr>", 1)[0]
     assert "+ 1 unpriced" in models, "the model's cost cell must not read as $0.00 alone"
+
+
+def test_a_tenant_id_that_looks_like_a_download_path_still_gets_its_own_page(tmp_path: Path) -> None:
+    """Tenant ids come from request headers and may hold "/": the page's links encode it, and the route tells a
+    tenant's page from a tenant's download on the path as sent, so neither reads another tenant's numbers."""
+    store = DuckDBSink(tmp_path / "e.duckdb")
+    events = [_event(1, "team/export/models.csv", 0, 10.0), _event(2, "team", 0, 10.0), _event(3, "team", 0, 10.0)]
+    for event in events:
+        event.ts = datetime.now(UTC)
+    store.load_events(events)
+    store.close()
+    odd = tenant_path("team/export/models.csv")
+    with TestClient(create_app(demo_config(tmp_path / "e.duckdb", 0))) as client:
+        page = client.get(odd)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "team/export/models.csv" in page.text
+        mine = list(csv.DictReader(io.StringIO(client.get(odd + "/export/requests.csv").text)))
+        assert [row["tenant_id"] for row in mine] == ["team/export/models.csv"]
+        theirs = list(csv.DictReader(io.StringIO(client.get(tenant_path("team") + "/export/requests.csv").text)))
+        assert sorted(row["request_id"] for row in theirs) == ["r2", "r3"]
+        nested = client.get("/dashboard/tenants/org/unit")  # typed by hand, "/" unencoded: still one tenant id
+        assert nested.status_code == 200 and "org/unit" in nested.text
