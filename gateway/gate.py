@@ -169,10 +169,12 @@ class Gate:
         raw = _find_key(headers)
         if raw is None:
             if self.require_keys:
+                _disown(attr)
                 raise GatewayError(401, "invalid_api_key", "this gateway needs a gateway key (mw-...)", "unauthorized")
             return
         found = self.keys.authenticate(raw)
         if not isinstance(found, KeyRecord):
+            _disown(attr)
             raise GatewayError(
                 401, "invalid_api_key", FAILURE_MESSAGES.get(found, "invalid gateway key"), "unauthorized"
             )
@@ -256,6 +258,13 @@ async def _logged(work: Coroutine[Any, Any, None], what: str) -> None:
         await work
     except (LedgerUnavailable, RatesUnavailable) as exc:
         log.error("%s failed: %s", what, exc)
+
+
+def _disown(attr: Attribution) -> None:
+    """A request refused for want of a valid key belongs to nobody: the headers that name its tenant, user and
+    feature are the caller's word, which only a key makes good (its event, reports and metric labels say none)."""
+    attr.tenant_id = attr.user_id = attr.feature = attr.session_id = None
+    attr.tags = {}
 
 
 def _find_key(headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -63,6 +63,26 @@ def test_requests_need_a_valid_key_in_the_called_apis_format(keyed: tuple[LiveGa
     assert r.status_code == 200
 
 
+def test_a_request_refused_for_want_of_a_key_is_nobodys_whatever_its_headers_claim(
+    keyed: tuple[LiveGateway, str, Path],
+) -> None:
+    """SPEC: once keys are configured the key decides the tenant. Keyless callers naming tenants must neither
+    appear under those tenants in reports nor take the tenant label slots of /metrics from keyed tenants."""
+    gw, key, _ = keyed
+    claims = {"X-Tenant-Id": "spoofed", "X-Feature": "spoofed-feature", "X-User-Id": "spoofed-user"}
+    for auth in ({}, {"Authorization": "Bearer mw-not-a-key"}):
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={**claims, **auth})
+        assert r.status_code == 401
+        event = gw.event(r.headers["x-meterway-request-id"])
+        assert (event["tenant_id"], event["feature"], event["user_id"]) == (None, None, None)
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200 and gw.event(r.headers["x-meterway-request-id"])["tenant_id"] == "acme"
+    metrics = httpx.get(f"{gw.url}/metrics").text
+    assert 'tenant="acme"' in metrics and "spoofed" not in metrics
+    tenants = httpx.get(f"{gw.url}/admin/top-tenants").json()["data"]
+    assert "spoofed" not in [row["tenant"] for row in tenants]
+
+
 def test_the_key_decides_the_tenant_and_is_never_forwarded(keyed: tuple[LiveGateway, str, Path]) -> None:
     gw, key, _ = keyed
     spoof = {"Authorization": f"Bearer {key}", "X-Tenant-Id": "someone-else"}
