@@ -210,7 +210,7 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     gw = _gateway(request)
     storage = await asyncio.to_thread(gw.sink.writable) and not gw.writer.degraded
-    checks = {"price_book": gw.pricer.loaded(), "storage": storage}
+    checks = {"price_book": gw.pricer.loaded(), "storage": storage, "journal": not gw.writer.journal_failing}
     return JSONResponse(
         {"ready": all(checks.values()), "checks": checks}, status_code=200 if all(checks.values()) else 503
     )

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 from dataclasses import dataclass
@@ -92,6 +93,8 @@ class EventWriter:
         self.max_pending = max_pending
         self.stats = WriterStats()
         self.degraded = False
+        self.journal_failing = False  # the last journal write failed: events are being dropped
+        self._torn = False  # the segment ends in part of a line
         self._syncer: asyncio.Task[None] | None = None
         self._segment: SegmentFile | None = None
         self._fd = -1
@@ -123,14 +126,24 @@ class EventWriter:
     def submit(self, event: UsageEvent) -> None:
         """Journal one event. Never blocks on the database; costs one write() syscall."""
         line = event.to_json() + b"\n"
+        if self._torn:  # end the part of a line a short write left, which the loader skips, so this one is whole
+            line = b"\n" + line
         try:
-            os.write(self._fd, line)
+            written = os.write(self._fd, line)
+            self._torn = written < len(line)
+            if self._torn:  # a full disk takes what fits
+                raise OSError(errno.ENOSPC, f"short write: {written} of {len(line)} bytes")
             if self.fsync == "always":
                 os.fsync(self._fd)
         except OSError as exc:
             self.stats.dropped += 1
-            log.error("event %s dropped: journal write failed: %s", event.request_id, exc)
+            if not self.journal_failing:
+                log.error("event %s dropped: journal write failed: %s", event.request_id, exc)
+            self.journal_failing = True
             return
+        if self.journal_failing:
+            self.journal_failing = False
+            log.warning("journal writes succeed again: %d events were dropped so far", self.stats.dropped)
         self.stats.submitted += 1
         self.stats.pending += 1
         if self._segment is not None:
@@ -213,6 +226,7 @@ class EventWriter:
     def _open_segment(self) -> None:
         self._segment = SegmentFile(self.spool)
         self._fd = self._segment.fd
+        self._torn = False
 
     def _rotate(self) -> None:
         assert self._segment is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -13,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from gateway.demo_run import demo_config
 from gateway.providers.anthropic import AnthropicKind
 from gateway.providers.ollama import OllamaKind
 from gateway.proxy import _broken_stream
@@ -405,3 +407,27 @@ def test_a_raw_head_request_answers_the_upstream_length(gw: LiveGateway, upstrea
     assert upstream.requests[-1].method == "HEAD"
     assert head.status_code == get.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == str(len(get.content)) != "0"
+
+
+def test_readiness_turns_off_while_journal_writes_fail_and_back_on_after(tmp_path: Path) -> None:
+    """SPEC: /readyz checks that storage is writable. Events that cannot be journaled are dropped (and
+    counted), so a gateway in that state must say it is not ready until a write succeeds again."""
+    live = LiveGateway(demo_config(tmp_path / "events.duckdb", 0)).start()
+    try:
+        writer = live.app.gateway.writer
+        journal_fd = writer._fd
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # writes to a pipe nobody reads fail (EPIPE), like a journal on a lost disk
+        writer._fd = write_end
+        chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"{live.url}/v1/chat/completions", json=chat, timeout=30).status_code == 200
+        r = httpx.get(f"{live.url}/readyz")
+        assert r.status_code == 503 and r.json()["checks"]["journal"] is False
+        assert httpx.get(f"{live.url}/admin/storage").json()["writer"]["dropped"] == 1
+        writer._fd = journal_fd
+        os.close(write_end)
+        assert httpx.post(f"{live.url}/v1/chat/completions", json=chat, timeout=30).status_code == 200
+        r = httpx.get(f"{live.url}/readyz")
+        assert r.status_code == 200 and r.json()["checks"] == {"price_book": True, "storage": True, "journal": True}
+    finally:
+        live.stop()

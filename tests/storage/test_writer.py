@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
 import logging
 import os
 import threading
@@ -68,6 +70,33 @@ async def test_a_failed_journal_write_is_counted_and_logged(tmp_path: Path, capl
     assert writer.stats.dropped == 1 and writer.stats.submitted == 0
     assert any("lost-one dropped" in r.getMessage() for r in caplog.records)
     writer._fd = os.open(os.devnull, os.O_WRONLY)
+    await writer.stop()
+
+
+async def test_a_short_journal_write_loses_only_its_own_event(tmp_path: Path) -> None:
+    """A full disk takes part of a line: that event is dropped and counted, readiness says so, and the next
+    event starts on a line of its own instead of being glued to the torn one. A pipe stands in for the disk:
+    a non-blocking write larger than what it has room for writes what fits."""
+    writer = EventWriter(FlakySink(), tmp_path / "journal", flush_interval=60)
+    await writer.start()
+    journal_fd = writer._fd
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 8192)
+    os.set_blocking(write_end, False)
+    writer._fd = write_end
+    long = "x" * 5000  # each line is over half the pipe
+    writer.submit(event(request_id="first", error_message=long))
+    writer.submit(event(request_id="torn", error_message=long))
+    assert writer.stats.dropped == 1 and writer.stats.submitted == 1 and writer.journal_failing
+    taken = os.read(read_end, 65536)
+    writer.submit(event(request_id="after", error_message=long))
+    assert not writer.journal_failing and writer.stats.submitted == 2
+    lines = (taken + os.read(read_end, 65536)).split(b"\n")
+    whole = [json.loads(line)["request_id"] for line in lines if line.startswith(b"{") and line.endswith(b"}")]
+    assert whole == ["first", "after"] and len(lines) == 4 and lines[-1] == b""
+    for fd in (read_end, write_end):
+        os.close(fd)
+    writer._fd = journal_fd
     await writer.stop()
 
 
