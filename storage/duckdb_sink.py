@@ -124,6 +124,7 @@ class DuckDBSink:
         self.workdir = path.parent  # for scratch files
         import duckdb
 
+        self.threads = threads
         con = open_duckdb(path)
         if threads is not None:
             con.execute(f"SET threads = {int(threads)}")
@@ -145,9 +146,19 @@ class DuckDBSink:
             _set_memory_limit(con, memory_limit)
         self._setup(con, retention_days)
 
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """The file opened again, as it is set up for loads (see `_reopen`)."""
+        con = open_duckdb(self.path)
+        if self.threads is not None:
+            con.execute(f"SET threads = {int(self.threads)}")
+        if self.memory_limit is not None:
+            _set_memory_limit(con, self.memory_limit)
+        return con
+
     def _setup(self, con: duckdb.DuckDBPyConnection, retention_days: int | None) -> None:
         self.retention_days = retention_days
         self._con = con
+        self._invalidated = False  # DuckDB failed fatally; the next write opens the database again
         self._lock = threading.Lock()
         self._reader_lock = threading.Lock()
         self._readers = self._con.cursor()
@@ -185,14 +196,45 @@ class DuckDBSink:
     def load_segment(self, segment: Path) -> int:
         """Store a file of events from anywhere (an import, usage records) and add the new ones to the
         rollups; returns how many were new. An event whose request id is stored already is skipped."""
-        with self._lock:
+        with self._writing():
             return self._load([segment], journal=False)
 
     def load_segments(self, segments: list[Path]) -> int:
         """Load journal segments in one transaction (what a store process fed by many workers does);
         a segment loaded twice (a crash between load and delete) adds nothing the second time."""
-        with self._lock:
+        with self._writing():
             return self._load(segments)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the write lock; a database DuckDB has invalidated is opened again first, and one that a
+        statement here invalidates is reopened after it (the failed write is the caller's to retry)."""
+        import duckdb
+
+        with self._lock:
+            if self._invalidated:
+                self._reopen()
+            try:
+                yield
+            except duckdb.FatalException as exc:
+                log.error("storage: DuckDB failed fatally and invalidated %s: %s", self.location, exc)
+                self._invalidated = True
+                with contextlib.suppress(Exception):
+                    self._reopen()
+                raise
+
+    def _reopen(self) -> None:
+        """After a fatal error (a checkpoint that could not write its blocks, on a full disk) DuckDB refuses
+        every statement until the database is opened again. Opening replays its write-ahead log, so what was
+        committed stays; if it fails too (the disk still full), the next write tries again."""
+        for con in (self._readers, self._con):
+            with contextlib.suppress(Exception):
+                con.close()
+        con = self._connect()
+        with self._reader_lock:
+            self._con, self._readers = con, con.cursor()
+        self._invalidated, self._limit_raised = False, False
+        log.warning("storage: %s opened again after DuckDB's fatal error", self.location)
 
     def load_events(self, events: Iterable[UsageEvent]) -> int:
         """Store events directly (as one file, see `load_segment`); returns how many were new."""
@@ -236,7 +278,7 @@ class DuckDBSink:
 
     def transaction(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `work` in one write transaction, serialized with loads."""
-        with self._lock:
+        with self._writing():
             return self._transaction(work)
 
     def _transaction(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
@@ -292,9 +334,14 @@ class DuckDBSink:
         long report's transaction, say), the next quiet spell tries again."""
         import duckdb
 
-        with self._lock:
+        if self._invalidated:  # the next load opens the database again
+            return
+        with contextlib.suppress(duckdb.FatalException), self._writing():  # _writing logs and reopens
             try:
                 self._con.execute("CHECKPOINT")
+            except duckdb.FatalException:
+                self._written = time.monotonic()
+                raise
             except duckdb.Error as exc:
                 self._written = time.monotonic()
                 log.info("checkpoint put off: %s", exc)

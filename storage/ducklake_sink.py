@@ -100,6 +100,9 @@ class DuckLakeSink(DuckDBSink):
             raise StorageError(str(exc)) from None
         self._setup(con, retention_days)
 
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        return open_lake(self.settings)
+
     def apply_rollups(self, con: duckdb.DuckDBPyConnection, source: str, sign: int = 1) -> None:
         rollups.append(con, source, sign)
 

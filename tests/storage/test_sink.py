@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -272,3 +273,35 @@ def test_a_checkpoint_duckdb_declines_is_tried_again_after_the_next_quiet_spell(
     sink.maintain()
     assert not wal.exists() or wal.stat().st_size == 0
     assert count(sink) == 20
+
+
+def test_a_checkpoint_that_a_full_disk_breaks_does_not_stop_loading_for_good(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DuckDB invalidates a database whose checkpoint could not write, and refuses every later statement
+    until it is opened again. The sink reopens it (the write-ahead log keeps what was committed), so loads
+    go on once there is room, and nothing stored before is lost. The disk fills by a file-size limit."""
+    sink = DuckDBSink(tmp_path / "e.duckdb")
+    sink.load_events([event() for _ in range(100)])
+    sink.checkpoint()
+    segments = [
+        write_segment(tmp_path / f"s{i}.jsonl", [event(error_message=os.urandom(1000).hex()) for _ in range(150)])
+        for i in range(8)
+    ]
+    late = [write_segment(tmp_path / f"late{i}.jsonl", [event()]) for i in range(2)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, ((tmp_path / "e.duckdb").stat().st_size + 600 * 1024, hard))
+    try:
+        for segment in segments:  # the log takes them; the file cannot grow by the checkpoint's blocks
+            assert sink.load_segments([segment]) == 150
+        sink.checkpoint()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert any("failed fatally" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+    assert [sink.load_segments([segment]) for segment in late] == [1, 1]
+    assert sink.writable() and count(sink) == 100 + 8 * 150 + 2
+    sink.checkpoint()
+    sink.close()
+    reopened = DuckDBSink(tmp_path / "e.duckdb")
+    assert count(reopened) == 1302
+    reopened.close()
