@@ -35,6 +35,7 @@ from pricing.pricer import EventPricing, candidates
 from storage.event import UsageEvent
 
 log = logging.getLogger("meterway.proxy")
+CODE_SHUTDOWN = "gateway_shutting_down"  # the error code of an answer the server's shutdown cut short
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -186,6 +187,7 @@ class Proxy:
         task = asyncio.current_task()
         watch = _Watch(receive, ex, task)
         meter: Meter | None = None
+        response: UpstreamResponse | None = None
         try:
             try:
                 response = await upstream.send(up.method, up.url, up.headers, up.body, provider.timeout)
@@ -217,10 +219,8 @@ class Proxy:
                 await self._relay_whole(ex, send, response, meter, out_headers, outcome, call, kind, up.method)
         except asyncio.CancelledError:
             if not ex.disconnected or task is None:  # the server is stopping and its grace period is over
-                outcome.error_type, outcome.error_message = "shutdown", "the gateway stopped before the answer ended"
-                outcome.status = outcome.status if meter is not None else 503
-                self._record_at_once(ex, call, kind, meter, outcome)
-                raise
+                await self._cut_at_shutdown(ex, send, call, kind, api, response, meter, outcome, task)
+                return
             task.uncancel()
             # The request was in the provider's hands, or on its way: a provider bills a prompt it was sent even
             # if nobody reads the answer, so the prompt is estimated, as it is when the provider does not answer.
@@ -319,6 +319,37 @@ class Proxy:
         ex.done = ex.responded = True
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def _cut_at_shutdown(
+        self,
+        ex: Exchange,
+        send: Send,
+        call: Call,
+        kind: ProviderKind,
+        api: ProviderKind,
+        response: UpstreamResponse | None,
+        meter: Meter | None,
+        outcome: Outcome,
+        task: asyncio.Task[Any] | None,
+    ) -> None:
+        """The server stopped and its grace period is over while this request was still with the provider:
+        record it (the prompt was sent, so it is estimated), then end the answer as the client's SDK reads an
+        error: a 503 in the called API's format, or a stream's error event after what was relayed."""
+        message = "the gateway stopped before the answer ended"
+        outcome.reached_upstream = True
+        outcome.error_type, outcome.error_message = "shutdown", message
+        outcome.status = outcome.status if ex.responded else 503
+        self._record_at_once(ex, call, kind, meter, outcome)
+        if task is None:
+            raise asyncio.CancelledError
+        task.uncancel()
+        ex.done = True
+        if not ex.responded:
+            ex.responded = True
+            await send_json(send, 503, api.error_body(503, CODE_SHUTDOWN, message), ex.request_id)
+        else:
+            tail = b"" if response is None else _broken_stream(api, response, "the gateway stopped", b"", CODE_SHUTDOWN)
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def _record_at_once(
         self, ex: Exchange, call: Call, kind: ProviderKind, meter: Meter | None, outcome: Outcome
@@ -474,7 +505,9 @@ def _scrub(body: bytes, provider: ProviderConfig) -> bytes:
     return body
 
 
-def _broken_stream(api: ProviderKind, response: UpstreamResponse, what: str, sent: bytes = b"") -> bytes:
+def _broken_stream(
+    api: ProviderKind, response: UpstreamResponse, what: str, sent: bytes = b"", code: str = "upstream_stream_broken"
+) -> bytes:
     """The error event a stream cut short by its upstream ends with, in the format of the API the client
     called: SDKs raise on it (OpenAI's on a `data:` object holding `error`, Anthropic's on `event: error`,
     Ollama's on an NDJSON line holding `error`), where a stream that merely stopped would read as a complete
@@ -482,10 +515,10 @@ def _broken_stream(api: ProviderKind, response: UpstreamResponse, what: str, sen
     nothing."""
     message = f"{what} in the middle of the stream; the answer is incomplete"
     if response.content_type.startswith("text/event-stream"):
-        return api.stream_error("upstream_stream_broken", message)
+        return api.stream_error(code, message)
     if response.content_type.startswith("application/x-ndjson"):
         cut = b"\n" if sent and not sent.endswith(b"\n") else b""
-        return cut + api.error_body(502, "upstream_stream_broken", message) + b"\n"
+        return cut + api.error_body(502, code, message) + b"\n"
     return b""
 
 
