@@ -36,7 +36,7 @@ class SharedAdmissions:
         with self.path.open("a+", encoding="utf-8") as shared:
             fcntl.flock(shared, fcntl.LOCK_EX)
             shared.seek(0)
-            admitted = shared.read().splitlines()
+            admitted = shared.read().split("\n")[:-1]  # one value a line; a value may hold other line breaks
             if value in admitted:
                 return admitted, True
             if len(admitted) >= limit:

@@ -36,6 +36,15 @@ def test_workers_sharing_a_directory_admit_the_same_first_n(tmp_path: Path) -> N
     assert (tmp_path / "labels_model.txt").read_text() == "m\n"
 
 
+def test_a_value_holding_another_line_break_takes_one_shared_slot(tmp_path: Path) -> None:
+    """Tenant ids come from headers: a Unicode line separator inside one is part of the value, not two values."""
+    first, second = (LabelFolder(LabelPolicy("top_n", 3), SharedAdmissions(tmp_path, "tenant")) for _ in range(2))
+    odd = "line\u2028sep\x85x"
+    assert [first.fold(v) for v in (odd, "alpha")] == [odd, "alpha"]
+    assert [second.fold(v) for v in (odd, "beta", "gamma")] == [odd, "beta", OTHER]
+    assert first.fold("beta") == "beta" and first.named == second.named == (odd, "alpha", "beta")
+
+
 def test_allow_list_and_missing_values() -> None:
     folder = LabelFolder(LabelPolicy("allow_list", 0, ("chat", "search")))
     assert [folder.fold(v) for v in ("chat", "search", "summarize", None, "")] == [
