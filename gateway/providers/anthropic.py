@@ -42,7 +42,7 @@ def endpoint_for_path(path: str) -> str:
     clean = path.strip("/")
     if clean in _ENDPOINTS:
         return _ENDPOINTS[clean]
-    parts = clean.split("/")
+    parts = common.path_parts(clean)
     if parts[:1] == ["v1"]:
         parts = parts[1:]
     return "anthropic." + (".".join(parts[:2]) or "root")

@@ -13,6 +13,9 @@ import orjson
 
 from gateway.providers.base import JSON, Call, ProviderConfig, UpstreamRequest
 
+ID_LENGTH = 24  # a path segment this long is an object id even without a digit
+_VERSION = re.compile(r"v\d+(?:[a-z]+\d*)?")  # an API version (`v1`, `v1beta`, `v2alpha1`), not an id
+
 
 def join_url(base_url: str, path: str, query: str = "") -> str:
     url = base_url.rstrip("/") + "/" + path.lstrip("/") if path else base_url
@@ -68,6 +71,14 @@ def build(call: Call, method: str, query: str, headers: list[tuple[str, str]], r
 
 
 _TEXT_KEYS = ("text", "content", "input", "arguments", "thinking", "reasoning_content", "reasoning", "tool_calls")
+
+
+def path_parts(path: str) -> list[str]:
+    """A pass-through path's segments with object ids (any segment holding a digit, or a long one: `batch_6a1f`,
+    `file-abc123`, a model name like `gpt-4o`) read as `{id}`, so endpoint names, and the metric labels drawn
+    from them, name the kind of call and stay few however many objects a client touches."""
+    return ["{id}" if (len(part) >= ID_LENGTH or any(c.isdigit() for c in part)) and not _VERSION.fullmatch(part)
+            else part for part in path.strip("/").split("/") if part]  # fmt: skip
 
 
 def text_of(value: Any) -> str:

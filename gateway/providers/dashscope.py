@@ -34,7 +34,8 @@ def endpoint_for_path(path: str) -> str:
     for suffix, name in _ENDPOINTS.items():
         if clean.endswith(suffix):
             return name
-    return "dashscope." + (clean.rsplit("/", 1)[-1].replace("-", "_") or "root")
+    named = [part for part in common.path_parts(clean) if part != "{id}"]  # `tasks/{task_id}`: `tasks`
+    return "dashscope." + (named[-1].replace("-", "_") if named else "root")
 
 
 class GenerationReader(RunningTotalsReader):

@@ -61,10 +61,10 @@ def endpoint_for_path(path: str) -> str:
     name = openai_endpoint(path)
     if name is not None:
         return name
-    clean = path.strip("/")
-    if clean.startswith("v1/"):
-        clean = clean[3:]
-    return clean.replace("/", ".") or "root"
+    parts = common.path_parts(path)
+    if parts[:1] == ["v1"]:
+        parts = parts[1:]
+    return ".".join(parts) or "root"
 
 
 def usage_from(u: Any) -> Usage | None:
