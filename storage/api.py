@@ -286,8 +286,11 @@ class StorageAPI:
             return error(413, f"at most {MAX_RECORDS} records per request, got {len(records)}", "too_many_records")
         ingestor = UsageIngestor(self.pricer, self.price_as, not_before=self.sink.watermark)
         batch = await asyncio.to_thread(ingestor.build, list(enumerate(records)))  # pricing stays off the loop
-        for event in batch.events:
-            self.writer.submit(event)
+        if batch.events:
+            try:
+                self.writer.submit_records(batch.events)
+            except OSError as exc:
+                return error(503, f"the usage records could not be journaled: {exc}", "journal_unavailable")
         rejected = [{"index": r.where, "error": r.message} for r in batch.rejected]
         payload = {"accepted": len(batch.events), "request_ids": [e.request_id for e in batch.events],
                    "rejected": rejected}  # fmt: skip

@@ -11,6 +11,11 @@ with the process, even on SIGKILL), so the loader renames it to `.jsonl` and loa
 segment. A segment is created under a `.new` name and renamed to `.open` only once locked, so the
 loader never sees an unlocked segment that is still being set up.
 
+Usage records from elsewhere (`POST /v1/usage`) are written whole into a file of their own,
+`<pid>-<time_ns>-<seq>.records.jsonl` (created as `.new` and renamed once written): their timestamps are
+the caller's, so the loader checks their request ids against every stored event, where a journal
+segment's ids need only be checked against the events of its own time span.
+
 One loader per spool: the loader holds `SpoolLock` (a lock on `<spool>/.loader.lock`), so two
 processes never race to load and delete the same segments.
 """
@@ -30,6 +35,7 @@ from storage.folders import make_folder
 JOURNAL = "the event journal (storage.journal_dir)"
 OPEN = ".open"
 CLOSED = ".jsonl"
+RECORDS = ".records" + CLOSED
 _NEW = ".new"
 _LOCK_NAME = ".loader.lock"
 
@@ -64,6 +70,31 @@ class SegmentFile:
         os.close(self.fd)  # drops the lock; the rename already told the loader it may take the segment
         self.fd = -1
         return closed
+
+
+def write_records(spool: Path, lines: list[bytes], sync: bool) -> Path:
+    """Write usage records into a closed file of their own (see the module's docstring); returns its path."""
+    stem = f"{os.getpid()}-{time.time_ns()}-{next(SegmentFile._seq):06d}"
+    new, closed = spool / (stem + _NEW), spool / (stem + RECORDS)
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        data = b"".join(lines)
+        while data:  # a short write (a full disk) goes on until it fails
+            data = data[os.write(fd, data) :]
+        if sync:
+            os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            new.unlink()
+        raise
+    os.close(fd)
+    os.rename(new, closed)
+    return closed
+
+
+def is_records(segment: Path) -> bool:
+    return segment.name.endswith(RECORDS)
 
 
 def closed_segments(spool: Path) -> list[Path]:

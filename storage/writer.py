@@ -43,7 +43,15 @@ from typing import Protocol
 
 from storage.event import UsageEvent
 from storage.folders import make_folder
-from storage.journal import JOURNAL, SegmentFile, SpoolLock, claim_orphans, closed_segments
+from storage.journal import (
+    JOURNAL,
+    SegmentFile,
+    SpoolLock,
+    claim_orphans,
+    closed_segments,
+    is_records,
+    write_records,
+)
 
 log = logging.getLogger("meterway.storage")
 LOAD_BATCH = 256  # segments loaded in one transaction at most
@@ -157,6 +165,19 @@ class EventWriter:
                     self.stats.pending, self.max_pending,
                 )  # fmt: skip
 
+    def submit_records(self, events: list[UsageEvent]) -> None:
+        """Journal usage records from elsewhere, in a file of their own before the caller is answered (see
+        storage.journal); raises OSError, the events counted as dropped, when it cannot be written."""
+        try:
+            path = write_records(self.spool, [event.to_json() + b"\n" for event in events], self.fsync == "always")
+        except OSError as exc:
+            self.stats.dropped += len(events)
+            log.error("%d usage records dropped: journal write failed: %s", len(events), exc)
+            raise
+        self.stats.submitted += len(events)
+        self.stats.pending += len(events)
+        self._backlog.append((path, len(events)))
+
     async def flush(self) -> None:
         """Rotate the current segment (if it has events); a loader then loads everything closed."""
         async with self._flush_lock:
@@ -266,9 +287,14 @@ class EventWriter:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-        self.stats.stored += self.sink.load_segments(segments)
-        for segment in segments:
-            segment.unlink()
+        journal = [segment for segment in segments if not is_records(segment)]
+        if journal:
+            self.stats.stored += self.sink.load_segments(journal)
+            for segment in journal:
+                segment.unlink()
+        for records in (segment for segment in segments if is_records(segment)):
+            self.stats.stored += self.sink.load_segment(records)  # ids checked against every stored event
+            records.unlink()
 
 
 def batches(segments: list[Path]) -> list[list[Path]]:

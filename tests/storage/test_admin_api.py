@@ -163,6 +163,21 @@ def test_post_usage_prices_stores_and_reports_rejects(gw: LiveGateway) -> None:
     assert len(gw.events("tenant_id = 'ext'")) == 1
 
 
+def test_a_usage_record_sent_again_with_another_time_is_stored_once(gw: LiveGateway) -> None:
+    """request_id is the event's key: a client re-sending a record under its id (a retry whose clock moved)
+    must not double the tenant's tokens, however far apart the two timestamps are."""
+    record = {"request_id": "order-42", "tenant_id": "resend", "provider": "openai", "model": "gpt-4o-mini",
+              "input_tokens": 800, "output_tokens": 200, "ts": "2025-04-01T10:00:00Z"}  # fmt: skip
+    for ts in ("2025-04-01T10:00:00Z", "2025-04-03T16:20:00Z"):
+        r = httpx.post(gw.url + "/v1/usage", json={**record, "ts": ts})
+        assert r.status_code == 200 and r.json()["request_ids"] == ["order-42"]
+        gw.flush()
+    stored = gw.events("tenant_id = 'resend'")
+    assert len(stored) == 1 and stored[0]["total_tokens"] == 1000
+    summary = get(gw, "/admin/summary", tenant="resend", since="2025-03-01", until="2025-05-01").json()
+    assert (summary["total_requests"], summary["total_tokens"]) == (1, 1000)
+
+
 def test_post_usage_with_nothing_valid_is_a_400(gw: LiveGateway) -> None:
     r = httpx.post(gw.url + "/v1/usage", json=[{"provider": "openai"}])
     assert r.status_code == 400
