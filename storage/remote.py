@@ -156,6 +156,9 @@ class RemoteSink(DuckDBSink):
     def load_segments(self, segments: list[Path]) -> int:
         raise StorageError("the store process loads the journal; a worker never writes the store")
 
+    def load_segment(self, segment: Path) -> int:
+        return self.load_segments([segment])
+
     def transaction(self, work: Any) -> Any:
         raise StorageError("the store process owns the store; a worker never writes it")
 
