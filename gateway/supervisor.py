@@ -39,6 +39,7 @@ from metrics.multiprocess import ENV, reset_dir
 
 log = logging.getLogger("meterway")
 STORE_STOP_TIMEOUT = 600.0  # seconds the store may take to load what is left at shutdown
+STORE_RETRY_FIRST, STORE_RETRY_MAX = 1.0, 30.0  # seconds between attempts to start a store that failed again
 
 
 class SupervisorError(Exception):
@@ -121,6 +122,7 @@ class Supervisor:
         return self._shutdown()
 
     def _watch(self, worker_config: Config, listener: socket.socket, store_socket: Path) -> None:
+        restart_at, backoff = float("inf"), STORE_RETRY_FIRST  # when to start the store again, if it is down
         while not self.stopping:
             store = self.store
             sentinels = [p.sentinel for p in self._workers] + ([store.sentinel] if store is not None else [])
@@ -133,7 +135,14 @@ class Supervisor:
                     self._workers[i] = self._start_worker(worker_config, listener)
             if store is not None and not store.is_alive():
                 log.error("the store process exited with %s; starting it again", store.exitcode)
-                self._start_store(store_socket)
+                self.store, restart_at, backoff = None, time.monotonic(), STORE_RETRY_FIRST
+            if self.store is None and time.monotonic() >= restart_at:
+                try:
+                    self._start_store(store_socket)
+                except SupervisorError as exc:  # the file held by another process, say: the workers go on journaling
+                    self.store = None
+                    log.error("%s; the workers go on journaling, trying again in %.0f s", exc, backoff)
+                    restart_at, backoff = time.monotonic() + backoff, min(backoff * 2, STORE_RETRY_MAX)
 
     def _start_store(self, store_socket: Path) -> None:
         mine, theirs = self.ctx.Pipe()

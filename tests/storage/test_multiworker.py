@@ -7,7 +7,10 @@ SIGKILL of the whole process group under load, a restart, and neither loss nor d
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 from pathlib import Path
 
 import duckdb
@@ -156,3 +159,49 @@ def test_a_price_book_reload_through_one_worker_reaches_every_process(tmp_path: 
         assert gateway.terminate() == 0, gateway.log.read_text()
     finally:
         gateway.stop()
+
+
+def _store_pid(supervisor: int) -> int:
+    """The supervisor's child that holds DuckDB: the store process (workers never load it)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return next(int(pid) for pid in children if "_duckdb" in Path(f"/proc/{pid}/maps").read_text())
+
+
+def test_a_store_that_cannot_start_again_leaves_the_workers_serving_until_it_can(tmp_path: Path) -> None:
+    """The store process dies and the file is held by another process when the supervisor starts it again
+    (a report run from cron, say): the workers go on answering and journaling, the supervisor tries again,
+    and once the file is free every event is stored."""
+    db = tmp_path / "events.duckdb"
+    cfg, port = demo_config(tmp_path, {"path": str(db), "flush_interval_ms": 50})
+    gateway = ServeGroup(cfg, port, 2, tmp_path / "serve.log")
+    try:
+        gateway.start()
+        assert gateway.proc is not None
+        supervisor = gateway.proc.pid
+
+        def take_the_file() -> duckdb.DuckDBPyConnection | None:
+            try:
+                return duckdb.connect(str(db))
+            except duckdb.IOException:  # a store holds it: the first, or one started again before the file was taken
+                with contextlib.suppress(StopIteration, OSError):
+                    os.kill(_store_pid(supervisor), signal.SIGKILL)
+                return None
+
+        holder = wait_until(take_the_file)
+        try:
+            with Load([gateway.url], CLIENTS) as load:
+                load.wait_for(60)
+            wait_until(lambda: "trying again" in gateway.log.read_text())
+            assert gateway.proc.poll() is None, gateway.log.read_text()
+        finally:
+            holder.close()
+
+        def all_stored() -> bool:  # the store answers once it is up again
+            r = httpx.get(f"{gateway.url}/admin/summary", timeout=10)
+            return r.status_code == 200 and r.json()["total_requests"] >= len(load.answered)
+
+        wait_until(all_stored, timeout=60)
+        assert gateway.terminate() == 0, gateway.log.read_text()
+    finally:
+        gateway.stop()
+    assert set(stored_ids(db)) >= set(load.answered)
