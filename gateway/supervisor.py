@@ -100,12 +100,12 @@ class Supervisor:
 
     def _run(self, runtime: Path) -> int:
         store_socket = runtime / "store.sock"
+        metrics_dir = Path(os.environ.get(ENV) or runtime / "metrics")
+        reset_dir(metrics_dir)
+        os.environ[ENV] = str(metrics_dir)  # inherited by the store and workers, which import prometheus_client after
         self._start_store(store_socket)
         if self.stopping:
             return self._shutdown()
-        metrics_dir = Path(os.environ.get(ENV) or runtime / "metrics")
-        reset_dir(metrics_dir)
-        os.environ[ENV] = str(metrics_dir)  # inherited by the workers, which import prometheus_client after it
         worker_config = copy.deepcopy(self.config)
         worker_config.storage.store_socket = store_socket
         server = self.config.server

@@ -50,6 +50,7 @@ from governance.budgets import BudgetLedger
 from governance.ratelimit import RateLimiter
 from governance.shared_ledger import ledger_routes
 from governance.shared_rates import rate_routes
+from metrics.multiprocess import ENV
 from storage.errors import StorageError
 from storage.remote import ERROR_KIND, PICKLE, READY_PATH, SQL_PATH
 from storage.runtime import InlineStorage, inline_storage
@@ -124,6 +125,7 @@ async def _serve(config: Config, socket_path: str, conn: Connection) -> None:
             date_header=False,
         )
     )  # fmt: skip
+    mirror = asyncio.create_task(_mirror_writer_stats(storage))
     serving = asyncio.create_task(server.serve())
     for _ in range(3000):  # uvicorn has no "started" event to wait on; a bound of 30 s
         if server.started or serving.done():
@@ -145,7 +147,29 @@ async def _serve(config: Config, socket_path: str, conn: Connection) -> None:
             await upkeep
         await save_changes(budgets[0], budgets[1], -1)
     await storage.stop()  # every worker has stopped: load all that is left
+    mirror.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await mirror
     log.info("store process stopped: every journal segment is loaded")
+
+
+async def _mirror_writer_stats(storage: InlineStorage) -> None:
+    """The store's writer is the only one that loads under `--workers`: its load errors, and the events it
+    journals itself (`/v1/usage`), join the workers' writer metrics in the multiprocess folder, once a
+    second and once more at the end."""
+    if not os.environ.get(ENV):
+        return
+    from prometheus_client import CollectorRegistry
+
+    from metrics.writer import WriterStatsMirror
+
+    mirror = WriterStatsMirror(storage.writer.stats, CollectorRegistry())
+    try:
+        while True:
+            mirror.sync()
+            await asyncio.sleep(1.0)
+    finally:
+        mirror.sync()
 
 
 async def _keep_ledger(ledger: BudgetLedger, store: JsonFileBudgetStore) -> None:

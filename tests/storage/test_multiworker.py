@@ -42,7 +42,7 @@ def summary_total(url: str) -> tuple[int, str]:
 
 def metric_sum(url: str, name: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}{{[^}}]*}} (\S+)$", text, re.MULTILINE))
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE))
 
 
 def test_two_workers_store_every_event_once_and_both_answer_admin_queries(tmp_path: Path) -> None:
@@ -70,6 +70,13 @@ def test_two_workers_store_every_event_once_and_both_answer_admin_queries(tmp_pa
         wait_until(lambda: metric_sum(gateway.url, "meterway_requests_total") == len(answered))
         served = {int(m.group(1)) for f in metrics_dir.glob("counter_*.db") if (m := re.search(r"_(\d+)\.db$", f.name))}
         assert {int(w) for w in workers} <= served, "both workers' metrics are in the multiprocess directory"
+        # the store's own writer (usage records, and every load under --workers) is in the sums too
+        record = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 10, "output_tokens": 2}
+        ingested = httpx.post(f"{gateway.url}/v1/usage", json=record, timeout=10)
+        assert ingested.status_code == 200
+        submitted = lambda: metric_sum(gateway.url, "meterway_writer_events_submitted_total")  # noqa: E731
+        wait_until(lambda: submitted() == len(answered) + 1, state=lambda: (submitted(), len(answered)))
+        answered.update(ingested.json()["request_ids"])
         # only the store process holds DuckDB: neither the workers, after serving and answering admin queries
         # through the store, nor the supervisor (which does not load the proxy either)
         for worker in workers:
