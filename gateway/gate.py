@@ -155,9 +155,10 @@ class Gate:
                 if isinstance(held, Refusal):
                     self._release_grant(admission)
                     retry = max(0, int((held.resets_at - at).total_seconds()))
-                    raise GatewayError(
-                        429, "budget_exceeded", held.message, "budget_exceeded", {"retry-after": str(retry)}
-                    )
+                    # Retrying before the period resets cannot succeed: SDKs that honour retry-after however long
+                    # (Anthropic's sleeps for hours) are told not to retry; the reset time is in the message.
+                    wait = {"retry-after": str(retry), "x-should-retry": "false"}
+                    raise GatewayError(429, "budget_exceeded", held.message, "budget_exceeded", wait)
                 admission.reservation = held
         return admission
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import anthropic
 import httpx
 import pytest
 
@@ -314,3 +315,23 @@ def test_a_budget_on_a_provider_that_is_not_configured_is_refused_at_start(upstr
                          capture_output=True, text=True, cwd=REPO, timeout=60)  # fmt: skip
     assert out.returncode == 2
     assert "budgets: 'typo' names provider 'upp', which is not configured (providers: echo, up)" in out.stderr
+
+
+def test_a_budget_refusal_tells_sdks_not_to_retry(upstream: Upstream, tmp_path: Path) -> None:
+    """A hard budget's 429 lasts until the period resets, hours away: the Anthropic SDK would sleep that long
+    on retry-after. `x-should-retry: false` makes both SDKs raise at once, the reset time in the message."""
+    budget = {"name": "tiny", "period": "day", "limit": "0.000000001", "currency": "USD", "hard": True}
+    doc = governed(upstream, tmp_path, {"budgets": [budget]})
+    doc["providers"]["claude"] = {"kind": "anthropic", "base_url": upstream.script_url("chat"), "price_as": "anthropic"}  # type: ignore[index]
+    doc["models"].append({"name": "claude-opus-4-5", "provider": "claude"})  # type: ignore[attr-defined]
+    gw = LiveGateway.from_doc(tmp_path, doc).start()
+    try:
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT)
+        assert r.status_code == 429 and r.headers["x-should-retry"] == "false" and int(r.headers["retry-after"]) > 0
+        client = anthropic.Anthropic(base_url=f"{gw.url}/claude", api_key="sk-ant-test", max_retries=2)
+        with pytest.raises(anthropic.RateLimitError) as info:
+            client.messages.create(model="claude-opus-4-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+        assert "tiny" in info.value.message
+        assert len(gw.events("error_type = 'budget_exceeded'")) == 2  # one try each: neither SDK retried
+    finally:
+        gw.stop()
