@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.attribution import Attribution
+from gateway.metering import tier_asked
 from gateway.providers.base import Call, GatewayError
 from governance.budgets import BudgetLedger, Refusal, Reservation
 from governance.config import GovernanceConfig
@@ -132,6 +133,7 @@ class Gate:
                 estimate = estimate_max_cost(
                     self._pricer(), call.provider.pricing_provider, call.model_upstream or "", input_tokens,
                     max_output, at, attr.tenant_id, answers=_answers(call.body) if call.body else 1,
+                    service_tier=tier_asked(call),
                 )  # fmt: skip
                 if estimate is None and (hard := [b.name for b in budgets if b.hard]):  # nothing would bound it
                     self._release_grant(admission)

@@ -108,7 +108,7 @@ def build_event(
     )
     names = candidates(model, call.model_upstream, call.model_requested)
     event.thinking = thinking = call.thinking or usage.reasoning_tokens > 0 or report.thinking
-    event.service_tier = tier = report.service_tier or _tier_asked(call)
+    event.service_tier = tier = report.service_tier or tier_asked(call)
     priced = pricer.price_event(
         usage, provider=call.provider.pricing_provider, models=names, at=ts, thinking=thinking,
         tenant=attr.tenant_id, service_tier=tier,
@@ -117,7 +117,7 @@ def build_event(
     return event
 
 
-def _tier_asked(call: Call) -> str | None:
+def tier_asked(call: Call) -> str | None:
     """The service tier the request asked for, when the answer did not say which it got (a cut stream)."""
     tier = call.body.get("service_tier") if call.body else None
     return tier if isinstance(tier, str) and tier not in ("auto", "default") else None

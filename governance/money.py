@@ -62,9 +62,11 @@ def estimate_max_cost(
     *,
     answers: int = 1,
     default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+    service_tier: str | None = None,
 ) -> Money | None:
     """The most this request can cost, in the price entry's currency; None when the book does not price it.
-    `max_output_tokens` covers every answer already; `answers` (`n`, `candidateCount`) multiplies the default."""
+    `max_output_tokens` covers every answer already; `answers` (`n`, `candidateCount`) multiplies the default.
+    `service_tier`: the tier the request asks for (`priority` costs more than the standard rates)."""
     book = pricer.book
     entry = book.entry_for(provider, model, at)
     if entry is None:
@@ -74,7 +76,7 @@ def estimate_max_cost(
     else:
         output = max_output_tokens
     tokens = Tokens(input_tokens=max(input_tokens, 0), output_tokens=output)
-    rates = entry.rates_for(tokens.input_tokens, at)
+    rates = entry.rates_for(tokens.input_tokens, at, service_tier)
     factor = discount_factor(pricer.discounts.get(tenant)) if tenant is not None else discount_factor(None)
     highest: Decimal | None = None
     # Output may be billed as plain output, at a thinking-mode price or as reasoning: reserve the dearest.

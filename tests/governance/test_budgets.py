@@ -236,6 +236,16 @@ def test_estimate_max_cost_uses_max_tokens_the_dearest_output_and_the_discount()
     assert estimate_max_cost(pricer, "demo", "unknown", 10, 10, NOW) is None
 
 
+def test_a_request_for_a_dearer_service_tier_reserves_at_that_tier() -> None:
+    """A request asking for `service_tier: priority` is billed at priority rates: reserving at standard ones
+    would let concurrent priority requests walk through a hard budget."""
+    book = Path(__file__).resolve().parents[2] / "pricing" / "book" / "openai.yaml"
+    pricer, at = Pricer(book=PriceBook.loads(book.read_text())), datetime(2026, 1, 1, tzinfo=UTC)
+    assert estimate_max_cost(pricer, "openai", "gpt-4.1", 1_000_000, 1_000_000, at) == usd("10")  # 2 + 8
+    priority = estimate_max_cost(pricer, "openai", "gpt-4.1", 1_000_000, 1_000_000, at, service_tier="priority")
+    assert priority == usd("17.5")  # the book's priority rates: 3.5 in, 14 out per million
+
+
 async def test_64_concurrent_requests_cannot_overshoot_a_budget() -> None:
     pricer = Pricer(book=PriceBook.loads(BOOK))
     per_request = estimate_max_cost(pricer, "demo", "m", 1000, 3000, NOW)
