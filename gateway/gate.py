@@ -178,6 +178,8 @@ class Gate:
         found = self.keys.authenticate(raw)
         if not isinstance(found, KeyRecord):
             _disown(attr)
+            if found in ("revoked", "expired") and (known := self.keys.identify(raw)) is not None:
+                admission.key, attr.tenant_id = known, known.tenant  # whose key it was, for the audit trail
             raise GatewayError(
                 401, "invalid_api_key", FAILURE_MESSAGES.get(found, "invalid gateway key"), "unauthorized"
             )

@@ -296,6 +296,13 @@ class GatewayKeys:
             return "expired"
         return record
 
+    def identify(self, raw_key: str) -> KeyRecord | None:
+        """The record of a key that exists, valid or not (a revoked or expired key's id and tenant, for the
+        event of the request it was refused)."""
+        digest = self.digest(raw_key)
+        record = self.store.find(digest)
+        return record if record is not None and hmac.compare_digest(record.digest, digest) else None
+
 
 def check_access(record: KeyRecord, provider: str, model: str) -> str | None:
     """Why `record` may not call `model` on `provider`, or None when it may."""

@@ -107,8 +107,10 @@ def test_revoked_keys_are_refused(keyed: tuple[LiveGateway, str, Path]) -> None:
     assert key not in listing
     subprocess.run([sys.executable, "-m", "gateway.cli", "keys", "revoke", key_id, "--config", str(config)],
                    check=True, cwd=REPO, capture_output=True)  # fmt: skip
-    r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"x-api-key": key})
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"x-api-key": key, "X-Tenant-Id": "other"})
     assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+    event = gw.event(r.headers["x-meterway-request-id"])  # who still uses the revoked key stays on record
+    assert (event["api_key_id"], event["tenant_id"], event["error_type"]) == (key_id, "acme", "unauthorized")
 
 
 def test_a_key_that_would_expire_in_the_past_is_refused(keyed: tuple[LiveGateway, str, Path]) -> None:
