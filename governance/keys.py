@@ -286,9 +286,8 @@ class GatewayKeys:
             return "missing"
         if not raw_key.startswith(PREFIX) or len(raw_key) > 256:
             return "malformed"
-        digest = self.digest(raw_key)
-        record = self.store.find(digest)
-        if record is None or not hmac.compare_digest(record.digest, digest):
+        record = self.identify(raw_key)
+        if record is None:
             return "unknown"
         if record.revoked:
             return "revoked"

@@ -44,13 +44,19 @@ class SpoolBusy(StorageError):
     """Another process already loads this spool directory."""
 
 
+_SEQ = itertools.count()
+
+
+def _stem() -> str:
+    """A new journal file's name before its suffix: this process's id, the time, and a sequence number."""
+    return f"{os.getpid()}-{time.time_ns()}-{next(_SEQ):06d}"
+
+
 class SegmentFile:
     """The segment this process is writing: an fd opened for appending, locked while open."""
 
-    _seq = itertools.count()
-
     def __init__(self, spool: Path) -> None:
-        stem = f"{os.getpid()}-{time.time_ns()}-{next(self._seq):06d}"
+        stem = _stem()
         new = spool / (stem + _NEW)
         self.fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o640)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
@@ -74,7 +80,7 @@ class SegmentFile:
 
 def write_records(spool: Path, lines: list[bytes], sync: bool) -> Path:
     """Write usage records into a closed file of their own (see the module's docstring); returns its path."""
-    stem = f"{os.getpid()}-{time.time_ns()}-{next(SegmentFile._seq):06d}"
+    stem = _stem()
     new, closed = spool / (stem + _NEW), spool / (stem + RECORDS)
     fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     try:
