@@ -12,7 +12,6 @@ into a cancellation of the exchange, which still records an event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -24,10 +23,11 @@ from typing import Any
 import orjson
 
 from gateway.attribution import Attribution, AttributionReader
+from gateway.bodies import broken_stream, decimal_text, error_text, parse_raw, scrub
 from gateway.estimate import encoder
 from gateway.gate import OPEN, Admission, Gate
 from gateway.metering import Outcome, build_event
-from gateway.providers.base import JSON, Call, GatewayError, Meter, ProviderConfig, ProviderKind
+from gateway.providers.base import Call, GatewayError, Meter, ProviderConfig, ProviderKind
 from gateway.routing import ModelRouter
 from gateway.upstream import Upstream, UpstreamConnectError, UpstreamError, UpstreamResponse, UpstreamTimeout
 from gateway.usage import Usage
@@ -114,7 +114,7 @@ class Proxy:
                 api = self.kinds[provider.kind]  # from here on, errors answer in the provider's own format
                 raw = await self._read_body(receive)
                 client_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-                call = api.shape_raw(provider, scope["method"], rest, _parse_raw(raw, scope), client_headers)
+                call = api.shape_raw(provider, scope["method"], rest, parse_raw(raw, scope), client_headers)
             attr = self.attribution.read(scope["headers"], call.body)
             if self.gate is not None:
                 ex.admission = await self.gate.admit(ex.request_id, call, attr, scope["headers"], ex.ts)
@@ -265,11 +265,11 @@ class Proxy:
         except UpstreamTimeout as exc:
             outcome.error_type, outcome.error_message = "timeout", str(exc)
             tail = meter.finish()
-            tail += _broken_stream(api, response, f"provider {call.provider.name!r} stopped sending", tail or data)
+            tail += broken_stream(api, response, f"provider {call.provider.name!r} stopped sending", tail or data)
         except UpstreamError as exc:
             outcome.error_type, outcome.error_message = "stream_error", f"upstream stream broke: {exc}"
             tail = meter.finish()
-            tail += _broken_stream(api, response, f"provider {call.provider.name!r} broke off", tail or data)
+            tail += broken_stream(api, response, f"provider {call.provider.name!r} broke off", tail or data)
         finally:
             await response.close()
         report = meter.report()
@@ -304,9 +304,9 @@ class Proxy:
         body = meter.feed(body) + meter.finish()
         report = meter.report()
         if response.status >= 400:
-            body = _scrub(body, call.provider)
+            body = scrub(body, call.provider)
             outcome.error_type = "upstream_error"
-            outcome.error_message = _error_text(body)
+            outcome.error_message = error_text(body)
         elif report.error:
             outcome.error_type, outcome.error_message = "upstream_error", report.error[:1000]
         event = await self._record(ex, call, kind, meter, outcome)
@@ -315,7 +315,7 @@ class Proxy:
         else:
             headers.append((b"content-length", str(len(body)).encode()))
         if event.cost_reporting is not None:
-            headers.append((b"x-meterway-cost", _decimal_text(event.cost_reporting).encode()))
+            headers.append((b"x-meterway-cost", decimal_text(event.cost_reporting).encode()))
         ex.done = ex.responded = True
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -348,7 +348,7 @@ class Proxy:
             ex.responded = True
             await send_json(send, 503, api.error_body(503, CODE_SHUTDOWN, message), ex.request_id)
         else:
-            tail = b"" if response is None else _broken_stream(api, response, "the gateway stopped", b"", CODE_SHUTDOWN)
+            tail = b"" if response is None else broken_stream(api, response, "the gateway stopped", b"", CODE_SHUTDOWN)
             await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def _record_at_once(
@@ -459,71 +459,3 @@ async def send_json(send: Send, status: int, body: bytes, request_id: str, extra
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-def _parse_raw(raw: bytes, scope: Scope) -> JSON | None:
-    """The JSON body of a raw pass-through request, or None when it has none."""
-    if not raw:
-        return None
-    ctype = next((v for k, v in scope["headers"] if k == b"content-type"), b"application/json")
-    if b"json" not in ctype:  # e.g. curl's default form type on a JSON object, as Ollama's own examples send
-        if not raw.lstrip().startswith(b"{"):
-            return None
-        with contextlib.suppress(orjson.JSONDecodeError):
-            body = orjson.loads(raw)
-            return body if isinstance(body, dict) else None
-        return None
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise GatewayError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-    return body if isinstance(body, dict) else None
-
-
-def _error_text(body: bytes) -> str:
-    text = body[:2000].decode("utf-8", "replace")
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return text[:1000]
-    if isinstance(obj, dict):
-        err = obj.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])[:1000]
-        if isinstance(err, str):
-            return err[:1000]
-        if obj.get("message"):
-            return str(obj["message"])[:1000]
-    return text[:1000]
-
-
-def _scrub(body: bytes, provider: ProviderConfig) -> bytes:
-    """Never echo a configured credential back to a client, even when the upstream does."""
-    for secret in (provider.api_key, provider.secret_key):
-        if secret and len(secret) >= 8 and secret.encode() in body:
-            body = body.replace(secret.encode(), b"***")
-    return body
-
-
-def _broken_stream(
-    api: ProviderKind, response: UpstreamResponse, what: str, sent: bytes = b"", code: str = "upstream_stream_broken"
-) -> bytes:
-    """The error event a stream cut short by its upstream ends with, in the format of the API the client
-    called: SDKs raise on it (OpenAI's on a `data:` object holding `error`, Anthropic's on `event: error`,
-    Ollama's on an NDJSON line holding `error`), where a stream that merely stopped would read as a complete
-    answer. `sent` ends with the last bytes relayed (a line cut short is ended first). Other stream formats get
-    nothing."""
-    message = f"{what} in the middle of the stream; the answer is incomplete"
-    if response.content_type.startswith("text/event-stream"):
-        return api.stream_error(code, message)
-    if response.content_type.startswith("application/x-ndjson"):
-        cut = b"\n" if sent and not sent.endswith(b"\n") else b""
-        return cut + api.error_body(502, code, message) + b"\n"
-    return b""
-
-
-def _decimal_text(value: object) -> str:
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"

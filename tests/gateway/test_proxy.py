@@ -14,10 +14,10 @@ import httpx
 import openai
 import pytest
 
+from gateway.bodies import broken_stream
 from gateway.demo_run import demo_config
 from gateway.providers.anthropic import AnthropicKind
 from gateway.providers.ollama import OllamaKind
-from gateway.proxy import _broken_stream
 from gateway.usage import Usage
 from tests.gateway import scripts
 from tests.support.gateway import LiveGateway
@@ -392,12 +392,12 @@ def test_a_failure_inside_the_gateway_still_answers_and_records(
 def test_a_broken_stream_ends_in_the_error_event_of_the_api_called() -> None:
     sse = SimpleNamespace(content_type="text/event-stream")
     ndjson = SimpleNamespace(content_type="application/x-ndjson")
-    anthropic = _broken_stream(AnthropicKind(), sse, "provider 'a' broke off")  # type: ignore[arg-type]
+    anthropic = broken_stream(AnthropicKind(), sse, "provider 'a' broke off")  # type: ignore[arg-type]
     event, data = anthropic.strip().split(b"\n")
     assert event == b"event: error" and json.loads(data[len(b"data: ") :])["type"] == "error"
     other = SimpleNamespace(content_type="application/octet-stream")
-    assert _broken_stream(AnthropicKind(), other, "provider 'a' broke off") == b""  # type: ignore[arg-type]
-    whole_line = _broken_stream(OllamaKind(), ndjson, "provider 'o' broke off", b'{"done": false}\n')  # type: ignore[arg-type]
+    assert broken_stream(AnthropicKind(), other, "provider 'a' broke off") == b""  # type: ignore[arg-type]
+    whole_line = broken_stream(OllamaKind(), ndjson, "provider 'o' broke off", b'{"done": false}\n')  # type: ignore[arg-type]
     assert whole_line.endswith(b"\n") and json.loads(whole_line)["error"].startswith("provider 'o' broke off")
 
 
