@@ -1,6 +1,6 @@
 """What the proxy reads from and writes into bodies, apart from metering: a raw pass-through request's JSON,
-an upstream error's text, credentials scrubbed from an answer, the error event that ends a stream cut short,
-and a cost as header text."""
+an upstream error's text, credentials scrubbed from an answer, and the error event that ends a stream cut
+short."""
 
 from __future__ import annotations
 
@@ -73,10 +73,3 @@ def broken_stream(
         cut = b"\n" if sent and not sent.endswith(b"\n") else b""
         return cut + api.error_body(502, code, message) + b"\n"
     return b""
-
-
-def decimal_text(value: object) -> str:
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"

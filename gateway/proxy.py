@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from gateway.attribution import Attribution, AttributionReader
-from gateway.bodies import broken_stream, decimal_text, error_text, parse_raw, scrub
+from gateway.bodies import broken_stream, error_text, parse_raw, scrub
 from gateway.estimate import encoder
 from gateway.gate import OPEN, Admission, Gate
 from gateway.metering import Outcome, build_event
@@ -31,6 +31,7 @@ from gateway.providers.base import Call, GatewayError, Meter, ProviderConfig, Pr
 from gateway.routing import ModelRouter
 from gateway.upstream import Upstream, UpstreamConnectError, UpstreamError, UpstreamResponse, UpstreamTimeout
 from gateway.usage import Usage
+from governance.money import plain
 from pricing.pricer import EventPricing, candidates
 from storage.event import UsageEvent
 
@@ -315,7 +316,7 @@ class Proxy:
         else:
             headers.append((b"content-length", str(len(body)).encode()))
         if event.cost_reporting is not None:
-            headers.append((b"x-meterway-cost", decimal_text(event.cost_reporting).encode()))
+            headers.append((b"x-meterway-cost", plain(event.cost_reporting).encode()))
         ex.done = ex.responded = True
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
