@@ -60,6 +60,7 @@ class StorageConfig:
     threads: int = 1  # DuckDB worker threads of the gateway's store
     memory_limit: str = "128MB"  # DuckDB's memory limit in the gateway's store (its cache stays bounded)
     work_memory_limit: str = WORK_MEMORY_LIMIT  # ... while an export or a re-price runs (at least memory_limit)
+    checkpoint: str = "load"  # load: after every load | quiet: after 10 s without loads
     max_pending_events: int = 1_000_000  # journaled but not stored; beyond it the writer reports degraded
     retention_days: int | None = None  # raw events older than this are dropped; rollups stay
     loader: str | None = None  # inline | process (default: process when serving with several workers)
@@ -269,7 +270,8 @@ def _memory_size(key: str, value: object, problems: list[str]) -> str | None:
 def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageConfig:
     _check_keys("storage", sec, {"backend", "path", "journal_dir", "flush_interval_ms", "fsync", "fsync_interval_ms",
                                  "max_pending_events", "retention_days", "loader", "catalog", "data_path",
-                                 "compaction_interval_s", "threads", "memory_limit", "work_memory_limit"},
+                                 "compaction_interval_s", "threads", "memory_limit", "work_memory_limit",
+                                 "checkpoint"},
                  problems)  # fmt: skip
     out = StorageConfig(path=base / "data" / "meterway.duckdb")
     backend = sec.get("backend", "duckdb")
@@ -293,6 +295,11 @@ def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageCon
     if "max_pending_events" in sec:
         n = _int("storage.max_pending_events", sec["max_pending_events"], problems, 1)
         out.max_pending_events = n or out.max_pending_events
+    if "checkpoint" in sec:
+        if sec["checkpoint"] not in ("load", "quiet"):
+            problems.append(f"storage.checkpoint: expected 'load' or 'quiet', got {sec['checkpoint']!r}")
+        else:
+            out.checkpoint = sec["checkpoint"]
     if "threads" in sec:
         out.threads = _int("storage.threads", sec["threads"], problems, 1, 256) or out.threads
     if "memory_limit" in sec and (limit := _memory_size("storage.memory_limit", sec["memory_limit"], problems)):

@@ -19,10 +19,12 @@ Readers (the admin API, reports) get their own cursor, so a long report never ho
 than that are deleted, rollups keep them, and the cut-off is remembered as the `watermark`. Events
 older than the watermark are not loaded any more (their raw rows may be gone, so whether they are
 already counted can no longer be told); the ingest paths reject them with a clear message.
-Once nothing has been written for `idle_checkpoint` seconds, `maintain()` also checkpoints the file:
-DuckDB holds the rows written since the last checkpoint in memory, uncompressed, and only checkpoints
-by itself after 16 MB of write-ahead log, so a gateway gone quiet would otherwise keep them (and a
-restart replay the log) for as long as it stays quiet.
+Once nothing has been written for `idle_checkpoint` seconds (0: after every load, what a gateway's
+store does by default), `maintain()` also checkpoints the file: DuckDB holds the rows written since
+the last checkpoint in memory, uncompressed (17.5 MiB of column blocks for a handful of rows), and only
+checkpoints by itself after 16 MB of write-ahead log, so a gateway would otherwise keep them (and a
+restart replay the log) until then. After a checkpoint every block is in the file, and the sink gives
+back DuckDB's cache of them too (`release_cache`), so a store's memory does not grow with its file.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ TABLE = EVENTS
 SCHEMA_VERSION = CURRENT_VERSION
 RETENTION_EVERY = 3600.0  # seconds between retention passes
 IDLE_CHECKPOINT = 10.0  # seconds without writes after which maintain() checkpoints the file
+CACHE_FLOOR = "1MB"  # the memory limit release_cache sets for a moment
 T = TypeVar("T")
 
 
@@ -101,7 +104,7 @@ def open_duckdb(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnectio
 class DuckDBSink:
     """Owns the DuckDB file. Thread-safe: loads and writes are serialized by a lock."""
 
-    idle_checkpoint: float | None = IDLE_CHECKPOINT  # None: never checkpoint when quiet
+    idle_checkpoint: float | None = IDLE_CHECKPOINT  # None: never checkpoint when quiet; 0: after every load
     memory_limit: str | None = None  # None: DuckDB's own (most of the machine's memory)
     work_memory_limit: str | None = None
 
@@ -112,12 +115,13 @@ class DuckDBSink:
         threads: int | None = None,
         memory_limit: str | None = None,
         work_memory_limit: str | None = None,
+        idle_checkpoint: float | None = IDLE_CHECKPOINT,
     ) -> None:
         """`threads`: DuckDB's worker threads (default: one per core). A gateway's loads are small and
         frequent, and one thread does them with the least CPU, leaving the cores to the request path.
         `memory_limit` (default: DuckDB's, most of the machine's memory) bounds its cache of the file;
         big queries spill to `<file>.tmp`. `work_memory_limit` is the limit while an export or a re-price
-        runs (see `working_memory`)."""
+        runs (see `working_memory`). `idle_checkpoint`: see the module's docstring."""
         make_folder(path.parent, f"storage.path {path}")
         self.path = path
         self.location = str(path)  # what status pages show as where events are stored
@@ -125,6 +129,7 @@ class DuckDBSink:
         import duckdb
 
         self.threads = threads
+        self.idle_checkpoint = idle_checkpoint
         con = open_duckdb(path)
         if threads is not None:
             con.execute(f"SET threads = {int(threads)}")
@@ -162,6 +167,7 @@ class DuckDBSink:
         self._lock = threading.Lock()
         self._reader_lock = threading.Lock()
         self._readers = self._con.cursor()
+        self._reading = 0  # reader cursors open (see release_cache)
         self._work_lock = threading.Lock()
         self._working = 0  # exports and re-prices running under work_memory_limit
         self._limit_raised = False
@@ -347,6 +353,25 @@ class DuckDBSink:
                 log.info("checkpoint put off: %s", exc)
                 return
             self._written = None
+            self.release_cache()
+
+    def release_cache(self) -> None:
+        """Drop DuckDB's cache of the file's blocks, which it otherwise keeps up to `memory_limit` (blocks
+        the loads' duplicate checks and rollup updates read, blocks a checkpoint wrote). DuckDB evicts
+        what a lower limit does not hold, so the limit goes down for a moment and back. Only while no
+        read and no export runs, which a lower limit could fail; the next checkpoint tries again."""
+        import duckdb
+
+        if self.memory_limit is None:
+            return
+        with self._work_lock, self._reader_lock:
+            if self._reading or self._working:
+                return
+            try:
+                self._con.execute(f"SET memory_limit = '{CACHE_FLOOR}'")
+            except duckdb.Error as exc:  # blocks still pinned: they stay cached until the next try
+                log.debug("storage: cache not released: %s", exc)
+            _set_memory_limit(self._con, self.memory_limit)
 
     @contextlib.contextmanager
     def exclusive(self, wait: float = 0) -> Iterator[bool]:
@@ -394,11 +419,14 @@ class DuckDBSink:
         """A cursor of its own for reading; it sees committed data and never blocks loads."""
         with self._reader_lock:
             cur = self._readers.cursor()
+            self._reading += 1
         try:
             self._prepare_cursor(cur)
             yield cur
         finally:
             cur.close()
+            with self._reader_lock:
+                self._reading -= 1
 
     def _prepare_cursor(self, cur: duckdb.DuckDBPyConnection) -> None:
         cur.execute("SET TimeZone = 'UTC'")

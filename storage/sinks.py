@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from storage.duckdb_sink import DuckDBSink
+from storage.duckdb_sink import IDLE_CHECKPOINT, DuckDBSink
 from storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ def _duckdb(storage: StorageConfig) -> DuckDBSink:
     return DuckDBSink(
         storage.path, retention_days=storage.retention_days, threads=storage.threads, memory_limit=storage.memory_limit,
         work_memory_limit=storage.work_memory_limit,
+        idle_checkpoint=0.0 if storage.checkpoint == "load" else IDLE_CHECKPOINT,
     )  # fmt: skip
 
 

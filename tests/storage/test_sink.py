@@ -248,6 +248,60 @@ def test_a_store_gone_quiet_is_checkpointed(sink: DuckDBSink, tmp_path: Path) ->
     assert not wal.exists() or wal.stat().st_size == 0
 
 
+CACHED = "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() WHERE tag = 'BASE_TABLE'"
+
+
+@pytest.mark.parametrize("release", [True, False])
+def test_a_store_that_checkpoints_after_each_load_gives_its_memory_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release: bool
+) -> None:
+    """What a gateway's store does by default: the rows are checkpointed after every load, and DuckDB's
+    cache of the blocks the loads read and the checkpoints wrote is given back (without that step, the
+    control, the cache holds several MiB after a few loads and grows with the file)."""
+    sink = DuckDBSink(tmp_path / "e.duckdb", threads=1, memory_limit="128MB", idle_checkpoint=0.0)
+    if not release:
+        monkeypatch.setattr(sink, "release_cache", lambda: None)
+    try:
+        for k in range(20):
+            sink.load_segment(
+                write_segment(tmp_path / f"{k}.jsonl", [event(tenant_id=f"t{i % 40}") for i in range(2000)])
+            )
+            sink.maintain()
+            assert sink.query(IN_MEMORY) == [(0,)]  # every load's rows are in the file at once
+        cached = sink.query(CACHED)[0][0]
+        assert (cached <= 1 << 20) == release, cached
+        assert sink.query("SELECT current_setting('memory_limit')") == [("122.0 MiB",)]  # the limit is back
+        assert count(sink) == 40_000 and set(rollup_mismatches(sink).values()) == {0}
+    finally:
+        sink.close()
+
+
+def test_the_cache_is_not_released_while_a_read_or_an_export_runs(tmp_path: Path) -> None:
+    """Lowering the memory limit for a moment could fail a report reading at that moment."""
+    sink = DuckDBSink(tmp_path / "e.duckdb", memory_limit="128MB", work_memory_limit="256MB")
+    real, limits = sink._con, []
+
+    class Recording:
+        def execute(self, sql: str, *args: object) -> object:
+            if sql.startswith("SET memory_limit"):
+                limits.append(sql.split("'")[1])
+            return real.execute(sql, *args)
+
+    sink._con = Recording()  # type: ignore[assignment]
+    try:
+        with sink.reader() as cur:
+            sink.release_cache()
+            assert cur.execute("SELECT count(*) FROM llm_usage_events").fetchone() == (0,)
+        with sink.working_memory():
+            sink.release_cache()
+        assert limits == []
+        sink.release_cache()
+        assert limits == [duckdb_sink.CACHE_FLOOR, "128MB"]
+    finally:
+        sink._con = real
+        sink.close()
+
+
 def test_a_checkpoint_duckdb_declines_is_tried_again_after_the_next_quiet_spell(
     sink: DuckDBSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

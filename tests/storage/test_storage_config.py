@@ -27,7 +27,9 @@ def test_storage_keys_parse(tmp_path: Path) -> None:
     assert storage.path == tmp_path / "e.duckdb"
 
 
-def test_defaults_load_each_second_sync_five_times_a_second_on_one_duckdb_thread(tmp_path: Path) -> None:
+def test_defaults_load_each_second_sync_five_times_a_second_checkpoint_each_load_on_one_duckdb_thread(
+    tmp_path: Path,
+) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text("storage: {path: e.duckdb}\n")
     storage = load_config(cfg, env={}).storage
@@ -37,15 +39,19 @@ def test_defaults_load_each_second_sync_five_times_a_second_on_one_duckdb_thread
     try:
         assert sink.query("SELECT current_setting('threads')") == [(1,)]
         assert sink.query("SELECT current_setting('memory_limit')") == [("122.0 MiB",)]  # 128 MB
+        assert sink.idle_checkpoint == 0  # after every load
     finally:
         sink.close()
-    cfg.write_text("storage: {path: e.duckdb, flush_interval_ms: 50, threads: 2, memory_limit: 1GB}\n")
+    cfg.write_text(
+        "storage: {path: e.duckdb, flush_interval_ms: 50, threads: 2, memory_limit: 1GB, checkpoint: quiet}\n"
+    )
     storage = load_config(cfg, env={}).storage
     assert event_writer(None, storage).fsync_interval == 0.05
     sink = open_sink(storage)
     try:
         assert sink.query("SELECT current_setting('threads')") == [(2,)]
         assert sink.query("SELECT current_setting('memory_limit')") == [("953.6 MiB",)]  # 1 GB
+        assert sink.idle_checkpoint == 10
     finally:
         sink.close()
 
@@ -53,16 +59,17 @@ def test_defaults_load_each_second_sync_five_times_a_second_on_one_duckdb_thread
 def test_bad_storage_keys_are_one_line_each(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text("storage: {fsync: sometimes, retention_days: -3, max_pending_events: lots, fsync_interval: 5, "
-                   "memory_limit: lots}\n")  # fmt: skip
+                   "memory_limit: lots, checkpoint: never}\n")  # fmt: skip
     with pytest.raises(ConfigError) as err:
         load_config(cfg, env={})
     problems = [p.split(": ", 1)[1] for p in err.value.problems]
     assert sorted(problems) == sorted([
-        "storage.fsync_interval: unknown key (expected one of backend, catalog, compaction_interval_s, data_path, "
-        "flush_interval_ms, fsync, fsync_interval_ms, journal_dir, loader, max_pending_events, memory_limit, path, "
-        "retention_days, threads, work_memory_limit)",
+        "storage.fsync_interval: unknown key (expected one of backend, catalog, checkpoint, compaction_interval_s, "
+        "data_path, flush_interval_ms, fsync, fsync_interval_ms, journal_dir, loader, max_pending_events, "
+        "memory_limit, path, retention_days, threads, work_memory_limit)",
         "storage.memory_limit: expected a size such as '256MB' or '2GB', got 'lots'",
         "storage.fsync: expected 'interval', 'always' or 'never', got 'sometimes'",
+        "storage.checkpoint: expected 'load' or 'quiet', got 'never'",
         "storage.max_pending_events: expected an integer from 1 to 2147483648, got 'lots'",
         "storage.retention_days: expected an integer from 1 to 100000, got -3",
     ])  # fmt: skip
