@@ -41,7 +41,9 @@ def configure_logging(level: str = "INFO") -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.costing import EventPricer
     from gateway.server import serve
+    from storage.residency import one_malloc_arena
 
+    one_malloc_arena()  # before any thread starts (see storage/residency.py)
     config = load_or_exit(args.config)
     if args.host:
         config.server.host = args.host

@@ -81,6 +81,7 @@ def test_two_workers_store_every_event_once_and_both_answer_admin_queries(tmp_pa
         # through the store, nor the supervisor (which does not load the proxy either)
         for worker in workers:
             assert "_duckdb" not in Path(f"/proc/{worker}/maps").read_text(), f"worker {worker} loaded DuckDB"
+            assert b"\0MALLOC_ARENA_MAX=1\0" in Path(f"/proc/{worker}/environ").read_bytes(), "one malloc arena"
         assert gateway.proc is not None
         supervisor = Path(f"/proc/{gateway.proc.pid}/maps").read_text()
         assert "_duckdb" not in supervisor and "aiohttp" not in supervisor, "the supervisor loads no DuckDB or proxy"

@@ -1,0 +1,77 @@
+"""Keeping a long-running process that holds DuckDB at the memory it uses (Linux; elsewhere these do nothing).
+
+- `one_malloc_arena()`: glibc gives each thread that allocates an arena of its own, and the loader
+  and fsync threads of a gateway each kept a few MiB of free memory in theirs. One arena holds the
+  same objects in less memory; the threads that allocate take the GIL anyway, and DuckDB allocates
+  through its own jemalloc.
+- `release_library_pages(path)`: opening a DuckDB file touches most of DuckDB's 35 MiB library
+  (registering its functions, the catalog, the schema upgrade), code a gateway never runs again.
+  Those pages are clean copies of the file on disk; advising the kernel to reclaim them
+  (`MADV_PAGEOUT`) brings the library to the 20-odd MiB its loads use, which come back on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import sys
+
+log = logging.getLogger("meterway.storage")
+
+M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
+MADV_PAGEOUT = 21  # madvise advice (Linux 5.4 and later; older kernels answer EINVAL)
+ARENAS_ENV = "MALLOC_ARENA_MAX"
+
+
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def one_malloc_arena() -> bool:
+    """Before any thread starts: one malloc arena for this process and the processes it spawns, unless
+    `MALLOC_ARENA_MAX` is already set (glibc read it at start). Returns whether glibc took it."""
+    if ARENAS_ENV in os.environ:
+        return False
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:  # not glibc (musl has no arenas to limit)
+        return False
+    os.environ[ARENAS_ENV] = "1"  # spawned workers and the store process read it as they start
+    return bool(mallopt(M_ARENA_MAX, 1))
+
+
+def release_library_pages(library: str) -> int:
+    """Advise the kernel to reclaim the pages of `library` (a path) this process has mapped; returns the
+    bytes advised, 0 where it cannot be done. Pages in use come back on their next touch."""
+    libc = _libc()
+    if libc is None:
+        return 0
+    madvise = libc.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    advised = 0
+    with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) < 6 or fields[5].rstrip("\n") != library:
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if madvise(start, end - start, MADV_PAGEOUT) == 0:
+                advised += end - start
+            else:
+                log.debug("madvise(MADV_PAGEOUT) on %s: errno %d", library, ctypes.get_errno())
+                return advised
+    return advised
+
+
+def release_duckdb_pages() -> int:
+    """`release_library_pages` for DuckDB's library, once a process has opened its store."""
+    module = sys.modules.get("_duckdb")
+    path = getattr(module, "__file__", None)
+    return release_library_pages(os.path.realpath(path)) if path else 0

@@ -1,0 +1,77 @@
+"""A serving process gives back the DuckDB library pages it only needed to open its store, and keeps
+one malloc arena. Each check runs in a fresh interpreter, as a gateway starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.gateway import REPO
+
+LIBRARY_PAGES = """
+import json, os, sys
+from pathlib import Path
+from storage.duckdb_sink import DuckDBSink
+from storage.residency import release_duckdb_pages
+from tests.storage.helpers import event
+
+def resident_kib():
+    library = os.path.realpath(sys.modules["_duckdb"].__file__)
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
+            inside = line.rstrip().endswith(library)
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+sink = DuckDBSink(Path(sys.argv[1]), threads=1, memory_limit="128MB", idle_checkpoint=0.0)
+opened = resident_kib()
+advised = release_duckdb_pages()
+released = resident_kib()
+sink.load_events([event() for _ in range(500)])
+sink.maintain()
+stored = sink.query("SELECT count(*) FROM llm_usage_events")[0][0]
+print(json.dumps({"library": sys.modules["_duckdb"].__file__, "opened": opened, "advised": advised,
+                  "released": released, "loaded": resident_kib(), "stored": stored}))
+"""
+
+
+def test_the_duckdb_library_pages_a_store_only_needed_to_open_are_given_back(tmp_path: Path) -> None:
+    """The kernel reclaims only pages no other process maps, and this test process has DuckDB's library
+    mapped too: the gateway's interpreter gets a copy of its own, as a gateway alone on a host has."""
+    import _duckdb
+    import duckdb
+
+    lib = tmp_path / "lib"
+    shutil.copytree(Path(duckdb.__file__).parent, lib / "duckdb")
+    shutil.copy(_duckdb.__file__, lib)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(lib), str(REPO)])}
+    out = subprocess.run([sys.executable, "-c", LIBRARY_PAGES, str(tmp_path / "e.duckdb")], cwd=REPO, env=env,
+                         capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    kib = json.loads(out.stdout)
+    assert kib["library"].startswith(str(lib))
+    assert kib["opened"] > 20_000  # most of the library is resident once a file is open
+    assert kib["advised"] > kib["opened"] * 1024
+    assert kib["released"] < kib["opened"] // 4
+    assert kib["stored"] == 500  # a load and a checkpoint still work: the pages they need come back
+    assert kib["released"] < kib["loaded"] < kib["opened"]
+
+
+ARENAS = """
+import json, os
+from storage.residency import one_malloc_arena
+print(json.dumps([one_malloc_arena(), os.environ.get("MALLOC_ARENA_MAX")]))
+"""
+
+
+def test_a_gateway_keeps_one_malloc_arena_unless_the_environment_says_otherwise() -> None:
+    base = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    for env, expected in (({}, [True, "1"]), ({"MALLOC_ARENA_MAX": "4"}, [False, "4"])):
+        out = subprocess.run([sys.executable, "-c", ARENAS], cwd=REPO, env={**base, **env}, capture_output=True,
+                             text=True, check=True, timeout=60)  # fmt: skip
+        assert json.loads(out.stdout) == expected
