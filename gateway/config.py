@@ -233,6 +233,15 @@ def _str(where: str, value: Any, problems: list[str]) -> str | None:
     return value
 
 
+def _choice(where: str, value: Any, options: tuple[str, ...], problems: list[str]) -> str | None:
+    """`value` if it is one of `options`; otherwise a problem that names them ('a', 'b' or 'c')."""
+    if value in options:
+        return str(value)
+    names = [f"'{option}'" for option in options]
+    problems.append(f"{where}: expected {', '.join(names[:-1])} or {names[-1]}, got {value!r}")
+    return None
+
+
 def _server(sec: dict[str, Any], problems: list[str]) -> ServerConfig:
     _check_keys("server", sec, {"host", "port", "grace_seconds", "max_body_bytes"}, problems)
     out = ServerConfig()
@@ -275,8 +284,7 @@ def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageCon
                  problems)  # fmt: skip
     out = StorageConfig(path=base / "data" / "meterway.duckdb")
     backend = sec.get("backend", "duckdb")
-    if backend not in ("duckdb", "ducklake"):
-        problems.append(f"storage.backend: expected 'duckdb' or 'ducklake', got {backend!r}")
+    _choice("storage.backend", backend, ("duckdb", "ducklake"), problems)
     out.backend = str(backend)
     if "path" in sec and (p := _str("storage.path", sec["path"], problems)):
         out.path = base / p
@@ -286,20 +294,14 @@ def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageCon
         ms = _int("storage.flush_interval_ms", sec["flush_interval_ms"], problems, 1, 60_000)
         out.flush_interval_ms = ms or out.flush_interval_ms
     if "fsync" in sec:
-        if sec["fsync"] not in ("interval", "always", "never"):
-            problems.append(f"storage.fsync: expected 'interval', 'always' or 'never', got {sec['fsync']!r}")
-        else:
-            out.fsync = sec["fsync"]
+        out.fsync = _choice("storage.fsync", sec["fsync"], ("interval", "always", "never"), problems) or out.fsync
     if "fsync_interval_ms" in sec:
         out.fsync_interval_ms = _int("storage.fsync_interval_ms", sec["fsync_interval_ms"], problems, 1, 60_000)
     if "max_pending_events" in sec:
         n = _int("storage.max_pending_events", sec["max_pending_events"], problems, 1)
         out.max_pending_events = n or out.max_pending_events
     if "checkpoint" in sec:
-        if sec["checkpoint"] not in ("load", "quiet"):
-            problems.append(f"storage.checkpoint: expected 'load' or 'quiet', got {sec['checkpoint']!r}")
-        else:
-            out.checkpoint = sec["checkpoint"]
+        out.checkpoint = _choice("storage.checkpoint", sec["checkpoint"], ("load", "quiet"), problems) or out.checkpoint
     if "threads" in sec:
         out.threads = _int("storage.threads", sec["threads"], problems, 1, 256) or out.threads
     if "memory_limit" in sec and (limit := _memory_size("storage.memory_limit", sec["memory_limit"], problems)):
@@ -314,10 +316,7 @@ def _storage(sec: dict[str, Any], problems: list[str], base: Path) -> StorageCon
     if sec.get("retention_days") is not None:
         out.retention_days = _int("storage.retention_days", sec["retention_days"], problems, 1, 100_000)
     if sec.get("loader") is not None:
-        if sec["loader"] not in ("inline", "process"):
-            problems.append(f"storage.loader: expected 'inline' or 'process', got {sec['loader']!r}")
-        else:
-            out.loader = sec["loader"]
+        out.loader = _choice("storage.loader", sec["loader"], ("inline", "process"), problems)
     _lake(sec, out, problems, base)
     return out
 

@@ -8,6 +8,7 @@
   (registering its functions, the catalog, the schema upgrade), code a gateway never runs again.
   Those pages are clean copies of the file on disk; advising the kernel to reclaim them
   (`MADV_PAGEOUT`) brings the library to the 20-odd MiB its loads use, which come back on first use.
+  The kernel reclaims only pages no other process maps: a second process holding DuckDB keeps them.
 """
 
 from __future__ import annotations
