@@ -156,6 +156,20 @@ def test_a_torn_line_is_skipped_and_the_rest_is_stored(sink: DuckDBSink, tmp_pat
     assert {r[0] for r in sink.query("SELECT request_id FROM llm_usage_events")} == {e.request_id for e in events}
 
 
+def test_lines_that_are_not_event_objects_are_skipped_and_a_mistyped_field_reads_as_null(
+    sink: DuckDBSink, tmp_path: Path
+) -> None:
+    good, odd = event(), event(input_tokens=7)
+    mistyped = orjson.loads(odd.to_json()) | {"input_tokens": "seven"}
+    segment = tmp_path / "a.jsonl"
+    segment.write_bytes(
+        b"\n".join([b"[1, 2]", b'"text"', b"null", b"", b"{not json", good.to_json(), orjson.dumps(mistyped)]) + b"\n"
+    )
+    assert sink.load_segment(segment) == 2
+    rows = dict(sink.query("SELECT request_id, input_tokens FROM llm_usage_events"))
+    assert rows == {good.request_id: good.input_tokens, odd.request_id: None}
+
+
 def test_an_event_too_long_for_a_journal_line_is_stored_clipped(sink: DuckDBSink, tmp_path: Path) -> None:
     huge = event(error_message="x" * 3_000_000, tags={f"t{i}": "v" * 5000 for i in range(500)})
     assert len(huge.to_json()) < 1 << 20
