@@ -5,7 +5,8 @@ aiohttp proxy the targets are set against, `floor-raw`, a framework-free one, an
 `floor-httpx`, the floor with httpx as the client API on httpx-aiohttp's transport) and Meterway
 (full metering, pricing and event writing to DuckDB), then drives each with wrk for JSON and SSE
 at several concurrency levels, targets interleaved. Prints req/s, p50/p99 latency, CPU
-microseconds per request and RSS for each, and each target's ratio to both floors. Then, with SSE
+microseconds per request and RSS for each (the median and the highest of readings taken ten times a
+second during the run), and each target's ratio to both floors. Then, with SSE
 among the modes, times `--ttfb` streaming requests one after another on one connection per target:
 from sending the request to the first byte of the first `data:` event, and what each target adds to
 `direct`. Needs `nginx` and `wrk` (Debian packages). Everything listens on 127.0.0.1; every load run
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +158,42 @@ def rss_mib(pid: int, field: str = "VmRSS:") -> float:
     return total
 
 
+class RssSampler:
+    """Reads the RSS of a process tree every `every` seconds, in a thread, while a load runs: a single
+    reading lands on whatever the process is doing at that moment (a store's load and checkpoint of
+    the last second's events raises it for a fraction of each second), the median and the highest of
+    many readings say what it holds and what it needs."""
+
+    def __init__(self, pid: int | None, every: float = 0.1) -> None:
+        self.pid, self.every = pid, every
+        self.readings: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        if self.pid:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        assert self.pid is not None
+        while not self._stop.wait(self.every):
+            self.readings.append(rss_mib(self.pid))
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.readings) if self.readings else 0.0
+
+    @property
+    def highest(self) -> float:
+        return max(self.readings, default=0.0)
+
+
 def wrk(url: str, script: Path, conc: int, seconds: int) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{conc}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url],
@@ -172,7 +210,8 @@ def measure(
     wrk(target.url(mode), scripts[mode], conc, args.warmup)
     pid = target.proc.pid if target.proc else None
     before = cpu_seconds(pid) if pid else 0.0
-    res = wrk(target.url(mode), scripts[mode], conc, args.duration)
+    with RssSampler(pid) as rss:
+        res = wrk(target.url(mode), scripts[mode], conc, args.duration)
     used = (cpu_seconds(pid) - before) if pid else 0.0
     seconds = res["us"] / 1e6
     return {
@@ -181,7 +220,8 @@ def measure(
         "p99_ms": res["p99"] / 1000,
         "errors": res["errors"] + res["non2xx"],
         "cpu_us": used * 1e6 / res["requests"] if res["requests"] and pid else 0.0,
-        "rss_mib": rss_mib(pid) if pid else 0.0,
+        "rss_mib": rss.median,
+        "rss_max": rss.highest,
     }
 
 
@@ -255,12 +295,29 @@ def writer_line(target: Target) -> str:
             break
         time.sleep(0.5)
     submitted, stored, dropped, pending = (int(values[n]) for n in WRITER)
-    return f"{target.name}: events journaled {submitted}, stored {stored}, dropped {dropped}, pending {pending}"
+    line = f"{target.name}: events journaled {submitted}, stored {stored}, dropped {dropped}, pending {pending}"
+    if target.proc is None:
+        return line
+    return f"{line}; RSS once they are stored {settled_rss(target.proc.pid):.1f} MiB"
+
+
+def settled_rss(pid: int, timeout: float = 10.0) -> float:
+    """The tree's RSS after a load, once the store has finished with it: the readings, half a second
+    apart, stop changing (the last load's checkpoint gives its memory back at its end)."""
+    deadline = time.monotonic() + timeout
+    last = rss_mib(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = rss_mib(pid)
+        if abs(now - last) < 0.5:
+            return now
+        last = now
+    return last
 
 
 def report(results: dict[str, dict[str, float]], names: list[str], modes: list[str], concs: list[int]) -> str:
     lines = [f"{'mode':6} {'c':>3} {'target':10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu us/req':>10} "
-             f"{'RSS MiB':>8} {'vs floor':>8} {'vs raw':>7} {'err':>4}"]  # fmt: skip
+             f"{'RSS med':>7} {'max':>5} {'vs floor':>8} {'vs raw':>7} {'err':>4}"]  # fmt: skip
     for mode in modes:
         for conc in concs:
             floor = results.get(f"floor/{mode}/{conc}")
@@ -273,7 +330,8 @@ def report(results: dict[str, dict[str, float]], names: list[str], modes: list[s
                 to_raw = f"{r['rps'] / raw['rps']:.2f}x" if raw and name != "floor-raw" else ""
                 lines.append(
                     f"{mode:6} {conc:>3} {name:10} {r['rps']:>8.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
-                    f"{r['cpu_us']:>10.0f} {r['rss_mib']:>8.1f} {ratio:>8} {to_raw:>7} {r['errors']:>4.0f}"
+                    f"{r['cpu_us']:>10.0f} {r['rss_mib']:>7.1f} {r['rss_max']:>5.0f} {ratio:>8} {to_raw:>7} "
+                    f"{r['errors']:>4.0f}"
                 )
     return "\n".join(lines)
 

@@ -2,9 +2,10 @@
 
 Starts the benchmark's nginx upstream and Meterway (the same config as `bench.run`), then drives it
 with wrk at one concurrency for `--minutes`, alternating JSON and SSE each interval, and after each
-interval prints the requests so far, the RSS of Meterway's process tree and the sum of its
-processes' peaks so far. Flat RSS after the first intervals means nothing grows with the number of
-requests served (events, metrics series, connections, buffers). With `--loader process` (one
+interval prints the requests so far, the RSS of Meterway's process tree during it (the median and
+the highest of readings four times a second) and the sum of its processes' peaks so far; at the end,
+the RSS once the last events are stored. Flat RSS after the first intervals means nothing grows
+with the number of requests served (events, metrics series, connections, buffers). With `--loader process` (one
 worker, the store in its own process) it also prints the RSS of the serving process alone. Everything
 listens on 127.0.0.1; each wrk run is bounded by -d.
 
@@ -23,7 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.run import LUA, METERWAY_PORT, UPSTREAM_PORT, Target, body_for, meterway_config, rss_mib, start, wrk
+from bench import run
+from bench.run import LUA, METERWAY_PORT, UPSTREAM_PORT, RssSampler, Target, body_for, meterway_config, rss_mib, wrk
 from bench.upstream import NginxUpstream
 
 
@@ -49,40 +51,52 @@ def main(argv: list[str] | None = None) -> int:
     upstream.start()
     total, errors, rows = 0, 0, []
     try:
-        start(target, tmp / "meterway.log")
+        run.start(target, tmp / "meterway.log")
         assert target.proc is not None
-        print(f"{'minute':>6} {'requests':>10} {'req/s':>7} {'RSS MiB':>8} {'serving':>8} {'peak':>8}", flush=True)
-        rows.append(sample(target, 0.0, 0, ""))
+        print(f"{'minute':>6} {'requests':>10} {'req/s':>7} {'RSS med':>8} {'max':>6} {'serving':>8} {'peak':>8}",
+              flush=True)  # fmt: skip
+        idle = rss_mib(target.proc.pid)
+        rows.append(sample(target, 0.0, 0, "", RssSampler(None)))
         began = time.monotonic()
         mode_index = 0
         while time.monotonic() - began < args.minutes * 60:
             mode = ("json", "stream")[mode_index % 2]
             mode_index += 1
-            res = wrk(target.url(mode), scripts[mode], args.conc, args.interval)
+            with RssSampler(target.proc.pid, every=0.25) as during:
+                res = wrk(target.url(mode), scripts[mode], args.conc, args.interval)
             total += int(res["requests"])
             errors += int(res["errors"] + res["non2xx"])
             minute = (time.monotonic() - began) / 60
-            rows.append(sample(target, minute, total, f"{res['requests'] / (res['us'] / 1e6):.0f}"))
+            rows.append(sample(target, minute, total, f"{res['requests'] / (res['us'] / 1e6):.0f}", during))
+        settled = run.settled_rss(target.proc.pid)
     finally:
         if target.proc is not None:
             target.proc.terminate()
             target.proc.wait(60)
         upstream.stop()
-    later = [r[2] for r in rows[len(rows) // 2 :]]
-    print(f"{total} requests, {errors} errors; RSS {rows[0][2]:.1f} MiB idle, {rows[-1][2]:.1f} MiB at the end, "
-          f"{max(later) - min(later):.1f} MiB range over the second half")  # fmt: skip
-    serving = [r[3] for r in rows[len(rows) // 2 :]]
-    print(f"serving process: {rows[0][3]:.1f} MiB idle, {rows[-1][3]:.1f} MiB at the end, "
+    medians, highest = [r[2] for r in rows[1:]], max(r[3] for r in rows)
+    later = medians[len(medians) // 2 :]
+    print(f"{total} requests, {errors} errors; RSS {idle:.1f} MiB idle, median {medians[-1]:.1f} MiB during the last "
+          f"interval ({max(later) - min(later):.1f} MiB range of the medians over the second half), highest reading "
+          f"{highest:.1f} MiB; {settled:.1f} MiB once the last events are stored")  # fmt: skip
+    serving = [r[4] for r in rows[len(rows) // 2 :]]
+    print(f"serving process: {rows[0][4]:.1f} MiB idle, {rows[-1][4]:.1f} MiB at the end, "
           f"{max(serving) - min(serving):.1f} MiB range over the second half")  # fmt: skip
     return 0
 
 
-def sample(target: Target, minute: float, total: int, rate: str) -> tuple[float, int, float, float]:
-    """Read the tree's RSS, the serving process's and the sum of the peaks; print them as a row."""
+def sample(
+    target: Target, minute: float, total: int, rate: str, during: RssSampler
+) -> tuple[float, int, float, float, float]:
+    """Print a row: the tree's RSS during the interval (median and highest reading; at minute 0, one
+    reading), the serving process's RSS and the sum of the peaks, as the interval ends."""
     assert target.proc is not None
-    rss, serving, peak = rss_mib(target.proc.pid), serving_rss(target), rss_mib(target.proc.pid, "VmHWM:")
-    print(f"{minute:>6.1f} {total:>10} {rate:>7} {rss:>8.1f} {serving:>8.1f} {peak:>8.1f}", flush=True)
-    return minute, total, rss, serving
+    now = rss_mib(target.proc.pid)
+    median, highest = (during.median, during.highest) if during.readings else (now, now)
+    serving, peak = serving_rss(target), rss_mib(target.proc.pid, "VmHWM:")
+    print(f"{minute:>6.1f} {total:>10} {rate:>7} {median:>8.1f} {highest:>6.1f} {serving:>8.1f} {peak:>8.1f}",
+          flush=True)  # fmt: skip
+    return minute, total, median, highest, serving
 
 
 def serving_rss(target: Target) -> float:
