@@ -30,7 +30,13 @@ def parse_raw(raw: bytes, scope: MutableMapping[str, Any]) -> JSON | None:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise GatewayError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-    return body if isinstance(body, dict) else None
+    if not isinstance(body, dict):  # no provider API takes another JSON value as a request body
+        raise GatewayError(400, "invalid_json", f"request body must be a JSON object, got a JSON {_kind(body)}")
+    return body
+
+
+def _kind(value: object) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
 def error_text(body: bytes) -> str:

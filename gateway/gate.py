@@ -31,7 +31,7 @@ from typing import Any
 
 from gateway.attribution import Attribution
 from gateway.metering import tier_asked
-from gateway.providers.base import Call, GatewayError
+from gateway.providers.base import FREE_ENDPOINTS, Call, GatewayError
 from governance.budgets import BudgetLedger, Refusal, Reservation
 from governance.config import GovernanceConfig
 from governance.keys import FAILURE_MESSAGES, GatewayKeys, KeyRecord, bearer_token, check_access
@@ -127,7 +127,7 @@ class Gate:
                     429, "rate_limited", grant.message, "rate_limited", {"retry-after": grant.retry_after_header()}
                 )
             admission.grant = grant
-        if self.config.budgets:
+        if self.config.budgets and _may_cost(call):
             budgets = self.ledger.matching(scope)
             if budgets:
                 estimate = estimate_max_cost(
@@ -281,6 +281,15 @@ def _find_key(headers: list[tuple[bytes, bytes]]) -> str | None:
             if token.startswith(KEY_PREFIX):
                 return token
     return None
+
+
+def _may_cost(call: Call) -> bool:
+    """Whether a budget has anything to hold for `call`. A request with neither a body nor a model (listing
+    models or files, reading a batch) runs no model, and the providers do not bill FREE_ENDPOINTS: a hard
+    budget must not refuse those as unpriced, nor hold money for them."""
+    if call.endpoint in FREE_ENDPOINTS:
+        return False
+    return call.body is not None or bool(call.model_upstream or call.model_requested)
 
 
 def _input_estimate(call: Call) -> int:

@@ -143,7 +143,7 @@ def build_governance(config: Config, pricer: Pricer, registry: CollectorRegistry
     shared = shared_ledger(config, fx)
     budget_store: BudgetStore = JsonFileBudgetStore(folder / "budgets.json") if shared is None else MemoryBudgetStore()
     ledger = BudgetLedger(gov.budgets, fx, state=budget_store.load())
-    keys = GatewayKeys(key_store(config))
+    keys = GatewayKeys(key_store(config), providers=config.providers)
     client = httpx.AsyncClient(timeout=10)
     dispatcher = Dispatcher(
         build_channels(gov.notifications, client), JsonLinesDeliveryLog(folder / "notifications.jsonl")

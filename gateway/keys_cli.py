@@ -41,7 +41,7 @@ def _keys(args: argparse.Namespace) -> GatewayKeys:
 
     config = load_or_exit(args.config)
     config.storage.path.parent.mkdir(parents=True, exist_ok=True)
-    return GatewayKeys(key_store(config))
+    return GatewayKeys(key_store(config), providers=config.providers)
 
 
 def _csv(text: str) -> tuple[str, ...]:

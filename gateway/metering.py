@@ -12,7 +12,7 @@ from datetime import datetime
 
 from gateway.attribution import Attribution
 from gateway.estimate import count_prompt, count_tokens
-from gateway.providers.base import Call, Meter, MeterReport, ProviderKind
+from gateway.providers.base import FREE_ENDPOINTS, Call, Meter, MeterReport, ProviderKind
 from gateway.usage import Usage
 from pricing.pricer import EventPricing, candidates
 from storage.event import UsageEvent
@@ -50,7 +50,7 @@ def decide_usage(
         return usage, "provider"
     upstream_ok = outcome.status < 400 or outcome.error_type in ("client_disconnect", "stream_error", "timeout",
                                                                   "shutdown")  # fmt: skip
-    if not (outcome.reached_upstream and upstream_ok):
+    if not (outcome.reached_upstream and upstream_ok) or call.endpoint in FREE_ENDPOINTS:
         return Usage(), "none"
     if report.error is not None and not (meter is not None and meter.output_text()):
         return Usage(), "none"  # an error inside a 2xx before any output: the provider refused it, as with a 4xx

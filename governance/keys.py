@@ -20,7 +20,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -225,9 +225,13 @@ def _now() -> datetime:
 class GatewayKeys:
     """Issue, list, revoke and check gateway keys held in a `KeyStore`."""
 
-    def __init__(self, store: KeyStore, *, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self, store: KeyStore, *, clock: Callable[[], datetime] = _now, providers: Collection[str] = ()
+    ) -> None:
+        """`providers`: the configured provider names a key may be limited to (empty: any name is taken)."""
         self.store = store
         self._clock = clock
+        self.providers = tuple(providers)
 
     def digest(self, raw_key: str) -> str:
         return hmac.new(self.store.salt, raw_key.encode(), hashlib.sha256).hexdigest()
@@ -250,6 +254,12 @@ class GatewayKeys:
             raise ValueError("expires_at must be timezone-aware")
         if expires_at is not None and expires_at <= self._clock():
             raise ValueError(f"expires_at {expires_at.isoformat()} is already past: the key could never be used")
+        if self.providers and (unknown := [p for p in allowed_providers if p not in self.providers]):
+            # a misspelt name would make a key that can call nothing
+            raise ValueError(
+                f"unknown provider(s) {', '.join(map(repr, unknown))} in allowed_providers: "
+                f"the configured providers are {', '.join(self.providers)}"
+            )
         raw = PREFIX + secrets.token_urlsafe(32)
         record = KeyRecord(
             id="key_" + secrets.token_hex(8),

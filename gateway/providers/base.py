@@ -48,6 +48,11 @@ class ProviderConfig:
         return self.price_as or self.name
 
 
+# Endpoints the providers do not bill: counting a prompt's tokens, OpenAI's moderations. Their
+# requests are relayed and recorded, but nothing is estimated for them and no budget is held.
+FREE_ENDPOINTS = frozenset({"anthropic.count_tokens", "gemini.countTokens", "responses.input_tokens", "moderations"})
+
+
 @dataclass(slots=True)
 class Call:
     """What the gateway knows about one routed request; filled by the provider kind."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import anthropic
 import httpx
 import pytest
+from aiohttp import web
 
 from tests.gateway import scripts
 from tests.support.gateway import REPO, LiveGateway, write_config
@@ -33,6 +34,11 @@ def governed(upstream: Upstream, tmp: Path, extra: dict[str, object], script: st
         "models": [{"name": "gpt-4o-mini", "provider": "up"}, {"name": "echo-model", "provider": "echo"}],
         **extra,
     }
+
+
+def add_claude(doc: dict[str, object], base_url: str) -> None:
+    """A provider `claude` of the Anthropic kind (raw pass-through at /claude)."""
+    doc["providers"]["claude"] = {"kind": "anthropic", "base_url": base_url, "price_as": "anthropic"}  # type: ignore[index]
 
 
 def create_key(config: Path, tenant: str, *extra: str) -> str:
@@ -124,6 +130,20 @@ def test_a_key_that_would_expire_in_the_past_is_refused(keyed: tuple[LiveGateway
     assert out.stderr.strip() == f"error: {past}"
     r = httpx.post(f"{gw.url}/admin/keys", json={"tenant": "acme", "expires_at": "2020-01-01T00:00:00Z"})
     assert r.status_code == 400 and "is already past" in r.json()["error"]["message"]
+
+
+def test_a_key_for_a_provider_that_is_not_configured_is_refused(keyed: tuple[LiveGateway, str, Path]) -> None:
+    gw, _, config = keyed
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "keys", "create", "--tenant", "acme", "--providers", "up,openai",
+         "--config", str(config)], capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    unknown = "unknown provider(s) 'openai' in allowed_providers: the configured providers are echo, up"
+    assert (out.returncode, out.stdout, out.stderr.strip()) == (2, "", f"error: {unknown}")
+    r = httpx.post(f"{gw.url}/admin/keys", json={"tenant": "acme", "allowed_providers": ["echo", "openai"]})
+    assert r.status_code == 400 and r.json()["error"]["message"] == unknown
+    r = httpx.post(f"{gw.url}/admin/keys", json={"tenant": "acme", "allowed_providers": ["echo"]})
+    assert r.status_code == 201 and r.json()["allowed_providers"] == ["echo"]
 
 
 def test_a_key_request_with_a_field_it_does_not_know_is_refused(keyed: tuple[LiveGateway, str, Path]) -> None:
@@ -295,6 +315,59 @@ def test_a_hard_budget_refuses_a_model_it_cannot_price(upstream: Upstream, tmp_p
         gw.stop()
 
 
+def test_a_hard_budget_lets_through_what_runs_no_model_and_a_body_that_is_not_an_object_is_a_400(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """Listing models or reading a batch has no cost to bound; refusing it as unpriced broke SDK calls."""
+    budget = {"name": "all-hard", "period": "day", "limit": "1", "currency": "USD", "hard": True}
+    doc = governed(upstream, tmp_path, {"budgets": [budget]})
+    add_claude(doc, upstream.script_url("echo"))
+    gw = LiveGateway.from_doc(tmp_path, doc).start()
+    try:
+        client = anthropic.Anthropic(base_url=f"{gw.url}/claude", api_key="sk-ant-test", max_retries=0)
+        listed = client.models.with_raw_response.list()
+        assert listed.status_code == 200
+        assert gw.event(listed.headers["x-meterway-request-id"])["error_type"] is None
+        r = httpx.post(f"{gw.url}/claude/v1/messages", content=b"[1, 2]", headers={"content-type": "application/json"})
+        assert r.status_code == 400
+        assert r.json()["error"] == {
+            "type": "invalid_request_error", "code": "invalid_json",
+            "message": "request body must be a JSON object, got a JSON array",
+        }  # fmt: skip
+        assert gw.event(r.headers["x-meterway-request-id"])["status_code"] == 400
+        r = httpx.post(f"{gw.url}/claude/v1/messages/batches", json={"requests": []})  # names no model: unbounded
+        assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
+    finally:
+        gw.stop()
+
+
+def test_counting_tokens_is_not_billed_nor_held_against_a_hard_budget(upstream: Upstream, tmp_path: Path) -> None:
+    """Anthropic does not bill messages.count_tokens: it was estimated as a prompt and charged, and a budget
+    too small for one message refused it."""
+
+    async def counted(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"input_tokens": 14})
+
+    upstream.scripts["counted"] = counted
+    budget = {"name": "tiny", "period": "day", "limit": "0.000000001", "currency": "USD", "hard": True}
+    doc = governed(upstream, tmp_path, {"budgets": [budget]})
+    add_claude(doc, upstream.script_url("counted"))
+    gw = LiveGateway.from_doc(tmp_path, doc).start()
+    try:
+        client = anthropic.Anthropic(base_url=f"{gw.url}/claude", api_key="sk-ant-test", max_retries=0)
+        counted_reply = client.messages.with_raw_response.count_tokens(
+            model="claude-opus-4-5", messages=[{"role": "user", "content": "How many tokens is this prompt?"}]
+        )
+        assert counted_reply.parse().input_tokens == 14
+        event = gw.event(counted_reply.headers["x-meterway-request-id"])
+        assert (event["endpoint"], event["usage_source"]) == ("anthropic.count_tokens", "none")
+        assert event["input_tokens"] == 0
+        assert not Decimal(event["total_cost"] or 0)
+        assert Decimal(httpx.get(f"{gw.url}/admin/budgets").json()["budgets"][0]["spent"]) == 0
+    finally:
+        gw.stop()
+
+
 def test_a_budget_on_a_models_alias_applies_to_requests_for_it(upstream: Upstream, tmp_path: Path) -> None:
     budget = {"name": "mini-hard", "model": "mini", "period": "day", "limit": str(ONE_REQUEST * 2), "currency": "USD",
               "hard": True}  # fmt: skip
@@ -324,7 +397,7 @@ def test_a_budget_refusal_tells_sdks_not_to_retry(upstream: Upstream, tmp_path: 
     on retry-after. `x-should-retry: false` makes both SDKs raise at once, the reset time in the message."""
     budget = {"name": "tiny", "period": "day", "limit": "0.000000001", "currency": "USD", "hard": True}
     doc = governed(upstream, tmp_path, {"budgets": [budget]})
-    doc["providers"]["claude"] = {"kind": "anthropic", "base_url": upstream.script_url("chat"), "price_as": "anthropic"}  # type: ignore[index]
+    add_claude(doc, upstream.script_url("chat"))
     doc["models"].append({"name": "claude-opus-4-5", "provider": "claude"})  # type: ignore[attr-defined]
     gw = LiveGateway.from_doc(tmp_path, doc).start()
     try:

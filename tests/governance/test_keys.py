@@ -90,6 +90,18 @@ def test_allowed_providers_and_model_globs() -> None:
     assert check_access(open_record, "anything", "any-model") is None
 
 
+def test_a_key_limited_to_a_provider_that_is_not_configured_is_refused() -> None:
+    gk = GatewayKeys(MemoryKeyStore(), clock=lambda: NOW, providers=("openai", "dashscope"))
+    with pytest.raises(ValueError) as refused:
+        gk.create("acme", allowed_providers=["openai", "dashscop", "azur"])
+    assert str(refused.value) == (
+        "unknown provider(s) 'dashscop', 'azur' in allowed_providers: the configured providers are openai, dashscope"
+    )
+    assert gk.list() == []
+    record, _ = gk.create("acme", allowed_providers=["dashscope"])
+    assert record.allowed_providers == ("dashscope",)
+
+
 def test_public_view_and_bearer_parsing() -> None:
     later = NOW + timedelta(days=30)
     record, raw = keys().create("acme", name="n", expires_at=later)
