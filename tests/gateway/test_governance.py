@@ -41,11 +41,17 @@ def add_claude(doc: dict[str, object], base_url: str) -> None:
     doc["providers"]["claude"] = {"kind": "anthropic", "base_url": base_url, "price_as": "anthropic"}  # type: ignore[index]
 
 
-def create_key(config: Path, tenant: str, *extra: str) -> str:
-    out = subprocess.run(
+def keys_create(config: Path, tenant: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`meterway keys create` run as a user would, its exit code and output."""
+    return subprocess.run(
         [sys.executable, "-m", "gateway.cli", "keys", "create", "--tenant", tenant, "--config", str(config), *extra],
-        capture_output=True, text=True, check=True, cwd=REPO,
+        capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
+
+
+def create_key(config: Path, tenant: str, *extra: str) -> str:
+    out = keys_create(config, tenant, *extra)
+    assert out.returncode == 0, out.stderr
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -121,10 +127,7 @@ def test_revoked_keys_are_refused(keyed: tuple[LiveGateway, str, Path]) -> None:
 
 def test_a_key_that_would_expire_in_the_past_is_refused(keyed: tuple[LiveGateway, str, Path]) -> None:
     gw, _, config = keyed
-    out = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "keys", "create", "--tenant", "acme", "--expires", "2020-01-01",
-         "--config", str(config)], capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
+    out = keys_create(config, "acme", "--expires", "2020-01-01")
     assert out.returncode == 2 and out.stdout == ""
     past = "expires_at 2020-01-01T00:00:00+00:00 is already past: the key could never be used"
     assert out.stderr.strip() == f"error: {past}"
@@ -134,10 +137,7 @@ def test_a_key_that_would_expire_in_the_past_is_refused(keyed: tuple[LiveGateway
 
 def test_a_key_for_a_provider_that_is_not_configured_is_refused(keyed: tuple[LiveGateway, str, Path]) -> None:
     gw, _, config = keyed
-    out = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "keys", "create", "--tenant", "acme", "--providers", "up,openai",
-         "--config", str(config)], capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
+    out = keys_create(config, "acme", "--providers", "up,openai")
     unknown = "unknown provider(s) 'openai' in allowed_providers: the configured providers are echo, up"
     assert (out.returncode, out.stdout, out.stderr.strip()) == (2, "", f"error: {unknown}")
     r = httpx.post(f"{gw.url}/admin/keys", json={"tenant": "acme", "allowed_providers": ["echo", "openai"]})
@@ -315,16 +315,24 @@ def test_a_hard_budget_refuses_a_model_it_cannot_price(upstream: Upstream, tmp_p
         gw.stop()
 
 
+def claude_under_a_hard_budget(
+    upstream: Upstream, tmp_path: Path, script: str, limit: str
+) -> tuple[LiveGateway, anthropic.Anthropic]:
+    """A started gateway whose every request is under one hard daily budget of `limit` USD, with an
+    Anthropic provider at /claude answered by `script`, and an Anthropic SDK client of it."""
+    budget = {"name": "all-hard", "period": "day", "limit": limit, "currency": "USD", "hard": True}
+    doc = governed(upstream, tmp_path, {"budgets": [budget]})
+    add_claude(doc, upstream.script_url(script))
+    gw = LiveGateway.from_doc(tmp_path, doc).start()
+    return gw, anthropic.Anthropic(base_url=f"{gw.url}/claude", api_key="sk-ant-test", max_retries=0)
+
+
 def test_a_hard_budget_lets_through_what_runs_no_model_and_a_body_that_is_not_an_object_is_a_400(
     upstream: Upstream, tmp_path: Path
 ) -> None:
     """Listing models or reading a batch has no cost to bound; refusing it as unpriced broke SDK calls."""
-    budget = {"name": "all-hard", "period": "day", "limit": "1", "currency": "USD", "hard": True}
-    doc = governed(upstream, tmp_path, {"budgets": [budget]})
-    add_claude(doc, upstream.script_url("echo"))
-    gw = LiveGateway.from_doc(tmp_path, doc).start()
+    gw, client = claude_under_a_hard_budget(upstream, tmp_path, "echo", "1")
     try:
-        client = anthropic.Anthropic(base_url=f"{gw.url}/claude", api_key="sk-ant-test", max_retries=0)
         listed = client.models.with_raw_response.list()
         assert listed.status_code == 200
         assert gw.event(listed.headers["x-meterway-request-id"])["error_type"] is None
@@ -349,12 +357,8 @@ def test_counting_tokens_is_not_billed_nor_held_against_a_hard_budget(upstream: 
         return web.json_response({"input_tokens": 14})
 
     upstream.scripts["counted"] = counted
-    budget = {"name": "tiny", "period": "day", "limit": "0.000000001", "currency": "USD", "hard": True}
-    doc = governed(upstream, tmp_path, {"budgets": [budget]})
-    add_claude(doc, upstream.script_url("counted"))
-    gw = LiveGateway.from_doc(tmp_path, doc).start()
+    gw, client = claude_under_a_hard_budget(upstream, tmp_path, "counted", "0.000000001")
     try:
-        client = anthropic.Anthropic(base_url=f"{gw.url}/claude", api_key="sk-ant-test", max_retries=0)
         counted_reply = client.messages.with_raw_response.count_tokens(
             model="claude-opus-4-5", messages=[{"role": "user", "content": "How many tokens is this prompt?"}]
         )
