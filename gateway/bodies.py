@@ -26,11 +26,17 @@ def parse_raw(raw: bytes, scope: MutableMapping[str, Any]) -> JSON | None:
             body = orjson.loads(raw)
             return body if isinstance(body, dict) else None
         return None
+    return json_object(raw)
+
+
+def json_object(raw: bytes) -> JSON:
+    """A request body that must be a JSON object, or a 400 naming what it is instead (no provider API
+    takes another JSON value as a request body)."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise GatewayError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):  # no provider API takes another JSON value as a request body
+    if not isinstance(body, dict):
         raise GatewayError(400, "invalid_json", f"request body must be a JSON object, got a JSON {_kind(body)}")
     return body
 

@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from gateway.attribution import Attribution, AttributionReader
-from gateway.bodies import broken_stream, error_text, parse_raw, scrub
+from gateway.bodies import broken_stream, error_text, json_object, parse_raw, scrub
 from gateway.estimate import encoder
 from gateway.gate import OPEN, Admission, Gate
 from gateway.metering import Outcome, build_event
@@ -146,12 +144,7 @@ class Proxy:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _route_openai(self, op: str, raw: bytes) -> Call:
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise GatewayError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise GatewayError(400, "invalid_json", "request body must be a JSON object")
+        body = json_object(raw)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise GatewayError(400, "missing_model", "request body has no 'model' (a string naming the model)")

@@ -266,6 +266,9 @@ def test_unknown_model_is_404_model_not_found(gw: LiveGateway, client: openai.Op
 def test_malformed_json_and_missing_model_are_400(gw: LiveGateway) -> None:
     r = httpx.post(f"{gw.url}/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    r = httpx.post(f"{gw.url}/v1/chat/completions", content=b'"hi"', headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == "request body must be a JSON object, got a JSON string"
     r = post(gw, "/v1/chat/completions", {"messages": []})
     assert r.status_code == 400 and "model" in r.json()["error"]["message"]
     gw.event(r.headers["x-meterway-request-id"])
