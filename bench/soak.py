@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'minute':>6} {'requests':>10} {'req/s':>7} {'RSS med':>8} {'max':>6} {'serving':>8} {'peak':>8}",
               flush=True)  # fmt: skip
         idle = rss_mib(target.proc.pid)
-        rows.append(sample(target, 0.0, 0, "", RssSampler(None)))
+        rows.append(sample(target, 0.0, 0, ""))
         began = time.monotonic()
         mode_index = 0
         while time.monotonic() - began < args.minutes * 60:
@@ -86,13 +86,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def sample(
-    target: Target, minute: float, total: int, rate: str, during: RssSampler
+    target: Target, minute: float, total: int, rate: str, during: RssSampler | None = None
 ) -> tuple[float, int, float, float, float]:
     """Print a row: the tree's RSS during the interval (median and highest reading; at minute 0, one
     reading), the serving process's RSS and the sum of the peaks, as the interval ends."""
     assert target.proc is not None
     now = rss_mib(target.proc.pid)
-    median, highest = (during.median, during.highest) if during.readings else (now, now)
+    median, highest = (during.median, during.highest) if during and during.readings else (now, now)
     serving, peak = serving_rss(target), rss_mib(target.proc.pid, "VmHWM:")
     print(f"{minute:>6.1f} {total:>10} {rate:>7} {median:>8.1f} {highest:>6.1f} {serving:>8.1f} {peak:>8.1f}",
           flush=True)  # fmt: skip
