@@ -24,7 +24,10 @@ store does by default), `maintain()` also checkpoints the file: DuckDB holds the
 the last checkpoint in memory, uncompressed (17.5 MiB of column blocks for a handful of rows), and only
 checkpoints by itself after 16 MB of write-ahead log, so a gateway would otherwise keep them (and a
 restart replay the log) until then. After a checkpoint every block is in the file, and the sink gives
-back DuckDB's cache of them too (`release_cache`), so a store's memory does not grow with its file.
+back DuckDB's cache of them too (`release_cache`). DuckDB also keeps the metadata of every row group
+written since the file was opened (about 0.4 MiB per 122,880 rows, outside its memory limit), so once
+`renew_rows` events have been loaded, a checkpoint opens the file again (`_renew`): a store's memory
+does not grow with its file.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from storage import rollups
 from storage.errors import StorageError, StorageLocked
 from storage.event import COLUMNS, UsageEvent
 from storage.folders import make_folder
+from storage.residency import release_duckdb_pages
 from storage.schema import CURRENT_VERSION, EVENTS, META, SchemaError, migrate
 
 if TYPE_CHECKING:  # imported where a connection is opened: a gateway worker reads the store without DuckDB
@@ -56,6 +60,7 @@ SCHEMA_VERSION = CURRENT_VERSION
 RETENTION_EVERY = 3600.0  # seconds between retention passes
 IDLE_CHECKPOINT = 10.0  # seconds without writes after which maintain() checkpoints the file
 CACHE_FLOOR = "1MB"  # the memory limit release_cache sets for a moment
+RENEW_ROWS = 250_000  # events loaded after which a checkpoint opens the file again (see `_renew`)
 T = TypeVar("T")
 
 
@@ -109,6 +114,7 @@ class DuckDBSink:
     idle_checkpoint: float | None = IDLE_CHECKPOINT  # None: never checkpoint when quiet; 0: after every load
     memory_limit: str | None = None  # None: DuckDB's own (most of the machine's memory)
     work_memory_limit: str | None = None
+    renew_rows = RENEW_ROWS
 
     def __init__(
         self,
@@ -175,6 +181,7 @@ class DuckDBSink:
         self._limit_raised = False
         self._last_maintenance: float | None = None
         self._written: float | None = None  # when the last write committed, until a checkpoint follows
+        self._loaded = 0  # events loaded since the file was opened (see _renew)
         self._names = ", ".join(name for name, _ in COLUMNS)
         # The new events of some segments: the lines are staged as they are (a filter in the same
         # statement would be pushed below the parse and parse every line twice), then what must not be
@@ -210,6 +217,8 @@ class DuckDBSink:
     def load_segments(self, segments: list[Path]) -> int:
         """Load journal segments in one transaction (what a store process fed by many workers does);
         a segment loaded twice (a crash between load and delete) adds nothing the second time."""
+        if not segments:
+            return 0
         with self._writing():
             return self._load(segments)
 
@@ -234,15 +243,12 @@ class DuckDBSink:
     def _reopen(self) -> None:
         """After a fatal error (a checkpoint that could not write its blocks, on a full disk) DuckDB refuses
         every statement until the database is opened again. Opening replays its write-ahead log, so what was
-        committed stays; if it fails too (the disk still full), the next write tries again."""
-        for con in (self._readers, self._con):
-            with contextlib.suppress(Exception):
-                con.close()
-        con = self._connect()
+        committed stays; if it fails too (the disk still full), the next write tries again. The same
+        follows a `_renew` that could not open the file."""
         with self._reader_lock:
-            self._con, self._readers = con, con.cursor()
+            self._open_again()
         self._invalidated, self._limit_raised = False, False
-        log.warning("storage: %s opened again after DuckDB's fatal error", self.location)
+        log.warning("storage: %s opened again", self.location)
 
     def load_events(self, events: Iterable[UsageEvent]) -> int:
         """Store events directly (as one file, see `load_segment`); returns how many were new."""
@@ -275,6 +281,7 @@ class DuckDBSink:
             con.execute("COMMIT")
             if row and row[0]:
                 self._written = time.monotonic()
+                self._loaded += int(row[1])
         except Exception:
             _rollback(con)
             raise
@@ -355,7 +362,37 @@ class DuckDBSink:
                 log.info("checkpoint put off: %s", exc)
                 return
             self._written = None
-            self.release_cache()
+            if self._loaded < self.renew_rows or not self._renew():
+                self.release_cache()
+
+    def _renew(self) -> bool:
+        """Open the file again, right after a checkpoint (so nothing is replayed): DuckDB keeps what it
+        knows about every row group written since the file was opened, blocks and statistics of each
+        column, until it is closed; a file opened again reads that back only for the row groups a query
+        touches. Opening also runs library code no load needs, whose pages are given back as at start
+        (storage/residency.py). Called by `checkpoint`, under the write lock, and only while no read and
+        no export runs (closing would end them); returns whether it was done. The file is unlocked for
+        the moment this takes (some 20 ms): a process that opens it then makes the next load fail and
+        try again, as after DuckDB's fatal errors."""
+        with self._work_lock, self._reader_lock:
+            if self._reading or self._working:
+                return False
+            try:
+                self._open_again()
+                release_duckdb_pages()
+            except Exception as exc:
+                log.error("storage: %s could not be opened again (the next load tries again): %s", self.location, exc)
+                self._invalidated = True
+        return True
+
+    def _open_again(self) -> None:
+        """Close the file and open it again; the caller holds the reader lock (and the write lock)."""
+        for con in (self._readers, self._con):
+            with contextlib.suppress(Exception):
+                con.close()
+        con = self._connect()
+        self._con, self._readers = con, con.cursor()
+        self._loaded = 0
 
     def release_cache(self) -> None:
         """Drop DuckDB's cache of the file's blocks, which it otherwise keeps up to `memory_limit` (blocks

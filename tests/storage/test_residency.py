@@ -36,14 +36,22 @@ released = resident_kib()
 sink.load_events([event() for _ in range(500)])
 sink.maintain()
 stored = sink.query("SELECT count(*) FROM llm_usage_events")[0][0]
+loaded = resident_kib()
+sink.renew_rows, first = 500, sink._con
+sink.load_events([event() for _ in range(10)])
+sink.maintain()  # this checkpoint opens the file again, which runs the opening code once more
+renewed = resident_kib()
 print(json.dumps({"library": sys.modules["_duckdb"].__file__, "opened": opened, "advised": advised,
-                  "released": released, "loaded": resident_kib(), "stored": stored}))
+                  "released": released, "loaded": loaded, "stored": stored, "renewed": renewed,
+                  "reopened": sink._con is not first,
+                  "after": sink.query("SELECT count(*) FROM llm_usage_events")[0][0]}))
 """
 
 
 def test_the_duckdb_library_pages_a_store_only_needed_to_open_are_given_back(tmp_path: Path) -> None:
-    """The kernel reclaims only pages no other process maps, and this test process has DuckDB's library
-    mapped too: the gateway's interpreter gets a copy of its own, as a gateway alone on a host has."""
+    """At start, and each time the store opens its file again (see DuckDBSink._renew). The kernel reclaims
+    only pages no other process maps, and this test process has DuckDB's library mapped too: the gateway's
+    interpreter gets a copy of its own, as a gateway alone on a host has."""
     import _duckdb
     import duckdb
 
@@ -60,6 +68,8 @@ def test_the_duckdb_library_pages_a_store_only_needed_to_open_are_given_back(tmp
     assert kib["released"] < kib["opened"] // 4
     assert kib["stored"] == 500  # a load and a checkpoint still work: the pages they need come back
     assert kib["released"] < kib["loaded"] < kib["opened"]
+    assert kib["reopened"] and kib["after"] == 510
+    assert kib["renewed"] < kib["loaded"]  # the pages opening it again touched are given back too
 
 
 ARENAS = """

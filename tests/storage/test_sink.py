@@ -195,6 +195,11 @@ def test_loads_and_checkpoints_fit_in_the_smallest_memory_limit(tmp_path: Path) 
         small.close()
 
 
+def test_loading_no_segments_stores_nothing(sink: DuckDBSink) -> None:
+    assert sink.load_segments([]) == 0
+    assert count(sink) == 0 and sink.writable()
+
+
 def test_the_work_memory_limit_holds_while_any_job_runs(tmp_path: Path) -> None:
     sink = DuckDBSink(tmp_path / "e.duckdb", threads=1, memory_limit="64MB", work_memory_limit="256MB")
 
@@ -373,3 +378,101 @@ def test_a_checkpoint_that_a_full_disk_breaks_does_not_stop_loading_for_good(
     reopened = DuckDBSink(tmp_path / "e.duckdb")
     assert count(reopened) == 1302
     reopened.close()
+
+
+GROWTH = """
+import ctypes, json, sys
+from datetime import timedelta
+from pathlib import Path
+import orjson
+from storage.duckdb_sink import DuckDBSink
+from tests.storage.helpers import T0, event, rollup_mismatches
+
+class MallInfo(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo
+
+def in_use():
+    return libc.mallinfo2().uordblks  # DuckDB's row group metadata lives on malloc's heap
+
+folder = Path(sys.argv[1])
+sink = DuckDBSink(folder / "e.duckdb", threads=1, memory_limit="128MB", idle_checkpoint=0.0)
+sink.renew_rows = int(sys.argv[2])
+template = orjson.loads(event().to_json())
+readings = []
+for k in range(12):
+    segment = folder / "s.jsonl"
+    with segment.open("wb") as out:
+        for i in range(25_000):
+            n = k * 25_000 + i
+            template["request_id"], template["ts"] = f"g-{n:08d}", (T0 + timedelta(seconds=n)).isoformat()
+            out.write(orjson.dumps(template) + b"\\n")
+    sink.load_segments([segment])
+    sink.maintain()
+    readings.append(in_use())
+stored = sink.query("SELECT count(*) FROM llm_usage_events")[0][0]
+print(json.dumps({"grown": readings[-1] - readings[1], "stored": stored,
+                  "rollups": sorted(set(rollup_mismatches(sink).values()))}))
+"""
+
+
+def test_a_store_opens_its_file_again_so_its_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
+    """DuckDB keeps the metadata of every row group written since the file was opened, on malloc's heap
+    (outside its memory limit): 300,000 events (two and a half row groups) hold about 1 MiB more in the
+    control. Opening the file again after a checkpoint gives that back. Each run is a fresh interpreter."""
+    grown = {}
+    for renew_rows in (100_000, 10**12):
+        folder = tmp_path / str(renew_rows)
+        folder.mkdir()
+        out = subprocess.run([sys.executable, "-c", GROWTH, str(folder), str(renew_rows)], cwd=REPO,
+                             capture_output=True, text=True, check=True, timeout=110)  # fmt: skip
+        result = orjson.loads(out.stdout)
+        assert result["stored"] == 300_000 and result["rollups"] == [0]
+        grown[renew_rows] = result["grown"]
+    assert grown[10**12] > 600 * 1024, grown  # the control: the heap grows with the row groups written
+    assert grown[100_000] < grown[10**12] / 3, grown
+
+
+def test_a_store_is_not_opened_again_while_a_read_runs(tmp_path: Path) -> None:
+    """Closing the file would end a report reading it: the checkpoint after the read opens it again."""
+    sink = DuckDBSink(tmp_path / "e.duckdb", idle_checkpoint=0.0)
+    sink.renew_rows = 100
+    try:
+        first = sink._con
+        with sink.reader() as cur:
+            sink.load_events([event() for _ in range(150)])
+            sink.maintain()
+            assert sink._con is first
+            assert cur.execute("SELECT count(*) FROM llm_usage_events").fetchone() == (150,)
+        sink.load_events([event()])
+        sink.maintain()
+        assert sink._con is not first
+        assert count(sink) == 151 and set(rollup_mismatches(sink).values()) == {0}
+    finally:
+        sink.close()
+
+
+def test_a_store_that_cannot_open_its_file_again_loads_once_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process may take DuckDB's lock in the moment the file is closed: the next load opens it."""
+    sink = DuckDBSink(tmp_path / "e.duckdb", idle_checkpoint=0.0)
+    sink.renew_rows = 100
+    connect = sink._connect
+
+    def locked() -> duckdb.DuckDBPyConnection:
+        raise duckdb_sink.StorageLocked(f"{sink.path} is in use by another process (PID 4242)")
+
+    try:
+        monkeypatch.setattr(sink, "_connect", locked)
+        sink.load_events([event() for _ in range(150)])
+        sink.maintain()
+        assert "could not be opened again (the next load tries again)" in caplog.text
+        assert "PID 4242" in caplog.text
+        monkeypatch.setattr(sink, "_connect", connect)
+        assert sink.load_events([event() for _ in range(5)]) == 5
+        assert count(sink) == 155 and set(rollup_mismatches(sink).values()) == {0}
+    finally:
+        sink.close()
