@@ -24,10 +24,8 @@ store does by default), `maintain()` also checkpoints the file: DuckDB holds the
 the last checkpoint in memory, uncompressed (17.5 MiB of column blocks for a handful of rows), and only
 checkpoints by itself after 16 MB of write-ahead log, so a gateway would otherwise keep them (and a
 restart replay the log) until then. After a checkpoint every block is in the file, and the sink gives
-back DuckDB's cache of them too (`release_cache`). DuckDB also keeps the metadata of every row group
-written since the file was opened (about 0.4 MiB per 122,880 rows, outside its memory limit), so once
-`renew_rows` events have been loaded, a checkpoint opens the file again (`_renew`): a store's memory
-does not grow with its file.
+back DuckDB's cache of them too (`release_cache`), and after `renew_rows` events opens the file again
+(`_renew`, DuckDB keeps metadata of each row group it wrote): a store's memory does not grow with its file.
 """
 
 from __future__ import annotations
@@ -369,30 +367,30 @@ class DuckDBSink:
         """Open the file again, right after a checkpoint (so nothing is replayed): DuckDB keeps what it
         knows about every row group written since the file was opened, blocks and statistics of each
         column, until it is closed; a file opened again reads that back only for the row groups a query
-        touches. Opening also runs library code no load needs, whose pages are given back as at start
-        (storage/residency.py). Called by `checkpoint`, under the write lock, and only while no read and
-        no export runs (closing would end them); returns whether it was done. The file is unlocked for
-        the moment this takes (some 20 ms): a process that opens it then makes the next load fail and
-        try again, as after DuckDB's fatal errors."""
+        touches. Called by `checkpoint`, under the write lock, and only while no read and no export runs
+        (closing would end them); returns whether it was done. The file is unlocked for the moment this
+        takes (some 20 ms): a process that opens it then makes the next load fail and try again, as after
+        DuckDB's fatal errors."""
         with self._work_lock, self._reader_lock:
             if self._reading or self._working:
                 return False
             try:
                 self._open_again()
-                release_duckdb_pages()
             except Exception as exc:
                 log.error("storage: %s could not be opened again (the next load tries again): %s", self.location, exc)
                 self._invalidated = True
         return True
 
     def _open_again(self) -> None:
-        """Close the file and open it again; the caller holds the reader lock (and the write lock)."""
+        """Close the file and open it again; the caller holds the reader lock (and the write lock). Opening
+        runs library code no load needs, whose pages are given back as at start (storage/residency.py)."""
         for con in (self._readers, self._con):
             with contextlib.suppress(Exception):
                 con.close()
         con = self._connect()
         self._con, self._readers = con, con.cursor()
         self._loaded = 0
+        release_duckdb_pages()
 
     def release_cache(self) -> None:
         """Drop DuckDB's cache of the file's blocks, which it otherwise keeps up to `memory_limit` (blocks
