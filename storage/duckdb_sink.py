@@ -338,7 +338,8 @@ class DuckDBSink:
             self._last_maintenance = time.monotonic()
             self.apply_retention()
         written, quiet = self._written, self.idle_checkpoint
-        if written is not None and quiet is not None and time.monotonic() - written >= quiet:
+        renew = self._loaded >= self.renew_rows  # due under constant load too
+        if written is not None and (renew or (quiet is not None and time.monotonic() - written >= quiet)):
             self.checkpoint()
 
     def checkpoint(self) -> None:

@@ -454,6 +454,22 @@ def test_a_store_is_not_opened_again_while_a_read_runs(tmp_path: Path) -> None:
         sink.close()
 
 
+def test_a_store_that_checkpoints_only_when_quiet_still_opens_its_file_again_under_load(tmp_path: Path) -> None:
+    sink = DuckDBSink(tmp_path / "e.duckdb", idle_checkpoint=3600.0)
+    sink.renew_rows = 100
+    try:
+        first = sink._con
+        sink.load_events([event() for _ in range(60)])
+        sink.maintain()
+        assert sink._con is first  # not quiet yet, and not due
+        sink.load_events([event() for _ in range(60)])
+        sink.maintain()
+        assert sink._con is not first
+        assert count(sink) == 120 and set(rollup_mismatches(sink).values()) == {0}
+    finally:
+        sink.close()
+
+
 def test_a_store_that_cannot_open_its_file_again_loads_once_it_can(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
