@@ -365,13 +365,10 @@ class DuckDBSink:
                 self.release_cache()
 
     def _renew(self) -> bool:
-        """Open the file again, right after a checkpoint (so nothing is replayed): DuckDB keeps what it
-        knows about every row group written since the file was opened, blocks and statistics of each
-        column, until it is closed; a file opened again reads that back only for the row groups a query
-        touches. Called by `checkpoint`, under the write lock, and only while no read and no export runs
-        (closing would end them); returns whether it was done. The file is unlocked for the moment this
-        takes (some 20 ms): a process that opens it then makes the next load fail and try again, as after
-        DuckDB's fatal errors."""
+        """Open the file again right after a checkpoint (nothing to replay): DuckDB keeps the blocks and
+        statistics of every row group written since opening, and reads them back only as queries need.
+        Only while no read and no export runs (closing would end them); returns whether it was done. The
+        file is unlocked for some 20 ms: a process that opens it then fails the next load, which retries."""
         with self._work_lock, self._reader_lock:
             if self._reading or self._working:
                 return False
