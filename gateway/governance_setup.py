@@ -30,7 +30,7 @@ from governance.budget_store import BudgetStore, JsonFileBudgetStore, MemoryBudg
 from governance.budgets import BudgetLedger, BudgetStatus, ThresholdCrossing
 from governance.keys import GatewayKeys, JsonFileKeyStore
 from governance.money import FxFunction
-from governance.notify import Dispatcher, JsonLinesDeliveryLog, build_channels
+from governance.notify import Dispatcher, JsonLinesDeliveryLog, build_channels, posts
 from governance.ratelimit import RateLimiter
 from governance.reports import threshold_notification
 from governance.shared_ledger import SharedLedger, StoreLedger
@@ -60,7 +60,7 @@ class Governance:
     keys: GatewayKeys
     dispatcher: Dispatcher
     budget_store: BudgetStore
-    client: httpx.AsyncClient
+    client: httpx.AsyncClient | None  # for notifications that post; None when every channel logs
     anomalies: AnomalyStore
     gauge: Gauge | None = None
     jobs: GovernanceJobs | None = None
@@ -95,7 +95,8 @@ class Governance:
         if stopped := await self.dispatcher.drain(stop_after=NOTIFY_AT_STOP):
             log.warning("%d notification deliveries were still retrying at shutdown and are dropped "
                         "(see the delivery log)", stopped)  # fmt: skip
-        await self.client.aclose()
+        if self.client is not None:
+            await self.client.aclose()
         self.anomalies.close()
 
     async def _upkeep(self) -> None:
@@ -144,7 +145,7 @@ def build_governance(config: Config, pricer: Pricer, registry: CollectorRegistry
     budget_store: BudgetStore = JsonFileBudgetStore(folder / "budgets.json") if shared is None else MemoryBudgetStore()
     ledger = BudgetLedger(gov.budgets, fx, state=budget_store.load())
     keys = GatewayKeys(key_store(config), providers=config.providers)
-    client = httpx.AsyncClient(timeout=10)
+    client = httpx.AsyncClient(timeout=10) if posts(gov.notifications) else None
     dispatcher = Dispatcher(
         build_channels(gov.notifications, client), JsonLinesDeliveryLog(folder / "notifications.jsonl")
     )

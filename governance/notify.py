@@ -173,15 +173,30 @@ class Channel:
 
 
 NotifierFactory = Callable[[NotificationConfig, httpx.AsyncClient], Notifier]
-KINDS: dict[str, NotifierFactory] = {
+POSTING: dict[str, NotifierFactory] = {
     "webhook": lambda c, client: WebhookNotifier(c.name, c.url or "", client, secret=c.secret),
     "slack": lambda c, client: SlackNotifier(c.name, c.url or "", client),
-    "log": lambda c, client: LogNotifier(c.name),
 }
 
 
-def build_channels(configs: Sequence[NotificationConfig], client: httpx.AsyncClient) -> list[Channel]:
-    return [Channel(KINDS[c.kind](c, client), c) for c in configs]
+def posts(configs: Sequence[NotificationConfig]) -> bool:
+    """Whether any channel posts over HTTP. Only then does a gateway open a client for them: an httpx
+    client loads the TLS trust store as it is built (about 2 MiB)."""
+    return any(c.kind in POSTING for c in configs)
+
+
+def build_channels(configs: Sequence[NotificationConfig], client: httpx.AsyncClient | None) -> list[Channel]:
+    """The channels; `client` carries the posting ones' requests and may be None when none posts."""
+    channels = []
+    for c in configs:
+        if c.kind not in POSTING:
+            notifier: Notifier = LogNotifier(c.name)
+        elif client is None:
+            raise ValueError(f"notification channel {c.name!r} posts over HTTP and needs a client")
+        else:
+            notifier = POSTING[c.kind](c, client)
+        channels.append(Channel(notifier, c))
+    return channels
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
+
+Transport = TypeVar("Transport", httpx.HTTPTransport, httpx.AsyncHTTPTransport)
+
+
+def on_unix_socket(kind: type[Transport], socket: Path) -> Transport:
+    """Plain HTTP on the store process's Unix socket. No TLS runs there, hence `verify=False`: by default
+    httpx builds a TLS context for every transport and loads the CA bundle into it (about 1 MiB each)."""
+    return kind(uds=str(socket), verify=False)
 
 
 class StoreClient:
@@ -23,7 +31,7 @@ class StoreClient:
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
-                transport=httpx.AsyncHTTPTransport(uds=str(self.socket)), base_url="http://meterway-store",
+                transport=on_unix_socket(httpx.AsyncHTTPTransport, self.socket), base_url="http://meterway-store",
                 timeout=httpx.Timeout(self._timeout, connect=min(5, self._timeout)),
                 limits=httpx.Limits(max_connections=32),
             )  # fmt: skip

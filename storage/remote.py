@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from governance.store_client import on_unix_socket
 from storage.api import ROUTES, error
 from storage.duckdb_sink import DuckDBSink
 from storage.errors import RelayedStoreError, StorageError
@@ -64,7 +65,7 @@ class RemoteStorage:
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
-                transport=httpx.AsyncHTTPTransport(uds=str(self.socket)), base_url="http://meterway-store",
+                transport=on_unix_socket(httpx.AsyncHTTPTransport, self.socket), base_url="http://meterway-store",
                 timeout=httpx.Timeout(600, connect=5),
             )  # fmt: skip
         return self._client
@@ -123,7 +124,7 @@ class RemoteSink(DuckDBSink):
     def http(self) -> httpx.Client:
         if self._http is None:
             self._http = httpx.Client(
-                transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://meterway-store",
+                transport=on_unix_socket(httpx.HTTPTransport, self.socket), base_url="http://meterway-store",
                 timeout=httpx.Timeout(600, connect=5),
             )  # fmt: skip
         return self._http

@@ -91,6 +91,20 @@ def test_a_spike_is_stored_and_notified_once_across_runs_and_restarts(tmp_path: 
 # -- reports -----------------------------------------------------------------------------------
 
 
+def test_a_gateway_whose_channels_only_log_notifies_without_an_http_client(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    doc = gateway_doc(notifications=[{"name": "ops-log", "kind": "log", "events": ["anomaly"]}])
+    gw = started(tmp_path, doc, spike_history(datetime.now(UTC)))
+    try:
+        settle(gw, 2)
+        governance = gw.app.gateway.governance
+        assert governance is not None and governance.client is None  # no TLS trust store loaded for nothing
+        assert "[anomaly]" in caplog.text and "acme" in caplog.text
+    finally:
+        gw.stop()
+
+
 def test_the_daily_report_goes_out_when_its_time_comes_and_only_once(tmp_path: Path, hook: HookReceiver) -> None:
     clock = Clock(datetime(2025, 6, 12, 7, 59, 30, tzinfo=UTC))
     yesterday, before = datetime(2025, 6, 11, 9, tzinfo=UTC), datetime(2025, 6, 10, 9, tzinfo=UTC)

@@ -27,6 +27,7 @@ from governance.notify import (
     SlackNotifier,
     WebhookNotifier,
     build_channels,
+    posts,
     verify_signature,
 )
 
@@ -209,3 +210,13 @@ async def test_channels_are_built_from_config(client: httpx.AsyncClient) -> None
     assert [type(c.notifier).__name__ for c in channels] == ["WebhookNotifier", "SlackNotifier", "LogNotifier"]
     assert [c.notifier.name for c in channels] == ["hook", "chat", "log"]
     assert channels[1].wants("report.daily") and not channels[1].wants("anomaly")
+
+
+def test_only_channels_that_post_need_an_http_client() -> None:
+    logs = (NotificationConfig("log", "log"),)
+    assert not posts(logs)
+    assert [type(c.notifier).__name__ for c in build_channels(logs, None)] == ["LogNotifier"]
+    both = (*logs, NotificationConfig("hook", "webhook", url="https://ops.example/hook"))
+    assert posts(both)
+    with pytest.raises(ValueError, match="'hook' posts over HTTP"):
+        build_channels(both, None)

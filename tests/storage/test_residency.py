@@ -85,3 +85,17 @@ def test_a_gateway_keeps_one_malloc_arena_unless_the_environment_says_otherwise(
         out = subprocess.run([sys.executable, "-c", ARENAS], cwd=REPO, env={**base, **env}, capture_output=True,
                              text=True, check=True, timeout=60)  # fmt: skip
         assert json.loads(out.stdout) == expected
+
+
+def test_a_workers_clients_on_the_store_socket_load_no_ca_bundle(tmp_path: Path) -> None:
+    from governance.store_client import StoreClient
+    from storage.remote import RemoteSink, RemoteStorage
+    from storage.writer import EventWriter
+
+    socket = tmp_path / "store.sock"
+    sink = RemoteSink(socket)
+    storage = RemoteStorage(EventWriter(sink, tmp_path / "spool"), socket)
+    pools = [StoreClient(socket).client._transport, storage.client._transport, sink.http._transport]
+    for pool in pools:
+        context = pool._pool._ssl_context  # type: ignore[attr-defined]
+        assert context.cert_store_stats()["x509"] == 0
