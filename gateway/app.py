@@ -42,6 +42,7 @@ from reconcile.metrics import build_reconcile_gauges
 from reconcile.settings import settings_from_config
 from storage.duckdb_sink import DuckDBSink
 from storage.event import UsageEvent
+from storage.residency import release_libraries
 from storage.runtime import StorageRuntime, build_storage
 from storage.writer import EventWriter
 
@@ -174,6 +175,7 @@ def _lifespan(gateway: Gateway) -> Any:
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 20, 50)
+        release_libraries()  # the library code starting up ran (see storage/residency.py)
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, gateway.pricer.reload)

@@ -9,6 +9,8 @@
   Those pages are clean copies of the file on disk; advising the kernel to reclaim them
   (`MADV_PAGEOUT`) brings the library to the 20-odd MiB its loads use, which come back on first use.
   The kernel reclaims only pages no other process maps: a second process holding DuckDB keeps them.
+- `release_libraries()`: the same for every shared library, once a process has started: imports, the
+  TLS trust stores and the first loads touch about 4 MiB of library code that serving never runs again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import ctypes
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 log = logging.getLogger("meterway.storage")
 
@@ -51,6 +54,15 @@ def one_malloc_arena() -> bool:
 def release_library_pages(library: str) -> int:
     """Advise the kernel to reclaim the pages of `library` (a path) this process has mapped; returns the
     bytes advised, 0 where it cannot be done. Pages in use come back on their next touch."""
+    return _release(lambda path: path == library)
+
+
+def release_libraries() -> int:
+    """`release_library_pages` for every shared library this process has mapped."""
+    return _release(lambda path: ".so" in os.path.basename(path))
+
+
+def _release(wanted: Callable[[str], bool]) -> int:
     libc = _libc()
     if libc is None:
         return 0
@@ -60,13 +72,13 @@ def release_library_pages(library: str) -> int:
     with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
         for line in maps:
             fields = line.split(maxsplit=5)
-            if len(fields) < 6 or fields[5].rstrip("\n") != library:
+            if len(fields) < 6 or not wanted(path := fields[5].rstrip("\n")):
                 continue
             start, end = (int(x, 16) for x in fields[0].split("-"))
             if madvise(start, end - start, MADV_PAGEOUT) == 0:
                 advised += end - start
             else:
-                log.debug("madvise(MADV_PAGEOUT) on %s: errno %d", library, ctypes.get_errno())
+                log.debug("madvise(MADV_PAGEOUT) on %s: errno %d", path, ctypes.get_errno())
                 return advised
     return advised
 

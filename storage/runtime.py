@@ -22,7 +22,6 @@ from gateway.routing import ModelRouter
 from storage.api import StorageAPI
 from storage.duckdb_sink import DuckDBSink
 from storage.errors import StorageError
-from storage.residency import release_duckdb_pages
 from storage.sinks import open_sink
 from storage.writer import EventSink, EventWriter
 
@@ -94,7 +93,6 @@ def sent_upstream(config: Config) -> SentUpstream:
 def inline_storage(config: Config, pricer: EventPricer, spread: Callable[[], None] | None = None) -> InlineStorage:
     """`spread`: how a re-price's book reload reaches the other processes (see `StorageAPI`)."""
     sink = open_sink(config.storage)
-    release_duckdb_pages()
     writer = event_writer(sink, config.storage)
     try:
         writer.claim_spool()

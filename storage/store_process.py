@@ -53,6 +53,7 @@ from governance.shared_rates import rate_routes
 from metrics.multiprocess import ENV
 from storage.errors import StorageError
 from storage.remote import ERROR_KIND, PICKLE, READY_PATH, SQL_PATH
+from storage.residency import release_libraries
 from storage.runtime import InlineStorage, inline_storage
 
 log = logging.getLogger("meterway.store")
@@ -136,6 +137,7 @@ async def _serve(config: Config, socket_path: str, conn: Connection) -> None:
         await serving
         raise StorageError(f"the store process could not listen on {socket_path}")
     log.info("store process ready: %s", storage.api.sink.location)
+    release_libraries()  # the library code starting up ran (see storage/residency.py)
     with contextlib.suppress(OSError):  # the supervisor may already be stopping
         conn.send(("ready", socket_path))
     await asyncio.to_thread(_wait_for_close, conn)
