@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             errors += int(res["errors"] + res["non2xx"])
             minute = (time.monotonic() - began) / 60
             rows.append(sample(target, minute, total, f"{res['requests'] / (res['us'] / 1e6):.0f}", during))
-        settled = run.settled_rss(target.proc.pid)
+        written = run.writer_line(target)  # waits for the last events to be stored, then reads the RSS
     finally:
         if target.proc is not None:
             target.proc.terminate()
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     later = medians[len(medians) // 2 :]
     print(f"{total} requests, {errors} errors; RSS {idle:.1f} MiB idle, median {medians[-1]:.1f} MiB during the last "
           f"interval ({max(later) - min(later):.1f} MiB range of the medians over the second half), highest reading "
-          f"{highest:.1f} MiB; {settled:.1f} MiB once the last events are stored")  # fmt: skip
+          f"{highest:.1f} MiB")  # fmt: skip
+    print(written)
     serving = [r[4] for r in rows[len(rows) // 2 :]]
     print(f"serving process: {rows[0][4]:.1f} MiB idle, {rows[-1][4]:.1f} MiB at the end, "
           f"{max(serving) - min(serving):.1f} MiB range over the second half")  # fmt: skip
