@@ -20,12 +20,13 @@ than that are deleted, rollups keep them, and the cut-off is remembered as the `
 older than the watermark are not loaded any more (their raw rows may be gone, so whether they are
 already counted can no longer be told); the ingest paths reject them with a clear message.
 Once nothing has been written for `idle_checkpoint` seconds (0: after every load, what a gateway's
-store does by default), `maintain()` also checkpoints the file: DuckDB holds the rows written since
-the last checkpoint in memory, uncompressed (17.5 MiB of column blocks for a handful of rows), and only
-checkpoints by itself after 16 MB of write-ahead log, so a gateway would otherwise keep them (and a
-restart replay the log) until then. After a checkpoint every block is in the file, and the sink gives
-back DuckDB's cache of them too (`release_cache`), and after `renew_rows` events opens the file again
-(`_renew`, DuckDB keeps metadata of each row group it wrote): a store's memory does not grow with its file.
+store does by default), `maintain()` also checkpoints the file: DuckDB holds the rows written since the
+last checkpoint in memory, uncompressed (17.5 MiB of column blocks for a handful of rows), and checkpoints
+by itself only after 16 MB of write-ahead log. After a checkpoint every block is in the file, the sink
+gives back DuckDB's cache of them (`release_cache`), and after `renew_rows` events or `renew_loads` loads
+it opens the file again (`_renew`): DuckDB keeps the metadata of every row group written since it opened
+the file, and a few KiB for each load however small, so a store's memory grows neither with its file
+nor with its uptime.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from storage import rollups
 from storage.errors import StorageError, StorageLocked
 from storage.event import COLUMNS, UsageEvent
 from storage.folders import make_folder
-from storage.residency import release_duckdb_pages
+from storage.residency import release_duckdb_pages, trim_malloc_heap
 from storage.schema import CURRENT_VERSION, EVENTS, META, SchemaError, migrate
 
 if TYPE_CHECKING:  # imported where a connection is opened: a gateway worker reads the store without DuckDB
@@ -58,7 +59,8 @@ SCHEMA_VERSION = CURRENT_VERSION
 RETENTION_EVERY = 3600.0  # seconds between retention passes
 IDLE_CHECKPOINT = 10.0  # seconds without writes after which maintain() checkpoints the file
 CACHE_FLOOR = "1MB"  # the memory limit release_cache sets for a moment
-RENEW_ROWS = 250_000  # events loaded after which a checkpoint opens the file again (see `_renew`)
+RENEW_ROWS = 100_000  # events loaded after which a checkpoint opens the file again (see `_renew`)
+RENEW_LOADS = 500  # ... or loads, however few events they carried
 T = TypeVar("T")
 
 
@@ -112,7 +114,7 @@ class DuckDBSink:
     idle_checkpoint: float | None = IDLE_CHECKPOINT  # None: never checkpoint when quiet; 0: after every load
     memory_limit: str | None = None  # None: DuckDB's own (most of the machine's memory)
     work_memory_limit: str | None = None
-    renew_rows = RENEW_ROWS
+    renew_rows, renew_loads = RENEW_ROWS, RENEW_LOADS
 
     def __init__(
         self,
@@ -123,11 +125,10 @@ class DuckDBSink:
         work_memory_limit: str | None = None,
         idle_checkpoint: float | None = IDLE_CHECKPOINT,
     ) -> None:
-        """`threads`: DuckDB's worker threads (default: one per core). A gateway's loads are small and
-        frequent, and one thread does them with the least CPU, leaving the cores to the request path.
-        `memory_limit` (default: DuckDB's, most of the machine's memory) bounds its cache of the file;
-        big queries spill to `<file>.tmp`. `work_memory_limit` is the limit while an export or a re-price
-        runs (see `working_memory`). `idle_checkpoint`: see the module's docstring."""
+        """`threads`: DuckDB's worker threads (default: one per core; one does a gateway's small, frequent
+        loads with the least CPU, leaving the cores to the request path). `memory_limit` (default: DuckDB's,
+        most of the machine's memory) bounds its cache of the file; big queries spill to `<file>.tmp`.
+        `work_memory_limit`: the limit while an export or a re-price runs (`working_memory`)."""
         make_folder(path.parent, f"storage.path {path}")
         self.path = path
         self.location = str(path)  # what status pages show as where events are stored
@@ -179,15 +180,14 @@ class DuckDBSink:
         self._limit_raised = False
         self._last_maintenance: float | None = None
         self._written: float | None = None  # when the last write committed, until a checkpoint follows
-        self._loaded = 0  # events loaded since the file was opened (see _renew)
+        self._loaded = self._loads = 0  # events and loads since the file was opened (see _renew)
         self._names = ", ".join(name for name, _ in COLUMNS)
-        # The new events of some segments: the lines are staged as they are (a filter in the same
-        # statement would be pushed below the parse and parse every line twice), then what must not be
-        # stored is deleted: torn lines, events older than the watermark, ids already stored, and
-        # repeats of an id inside the batch. request_id has no index (DuckDB keeps one in memory,
-        # growing with every event), so the stored ids are scanned: for journal segments only those of
-        # the segments' time span, since a stored copy of a journaled event has its timestamp; for
-        # records from elsewhere, all of them.
+        # The new events of some segments: the lines are staged as they are (a filter in the same statement
+        # would be pushed below the parse and parse every line twice), then what must not be stored is
+        # deleted: torn lines, events older than the watermark, ids already stored, and repeats of an id
+        # inside the batch. request_id has no index (DuckDB keeps one in memory, growing with every event),
+        # so the stored ids are scanned: for journal segments only those of the segments' time span (a
+        # stored copy of a journaled event has its timestamp); for records from elsewhere, all of them.
         self._stage_sql = f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {self._names} FROM {read_events()}"
         stale_sql = (
             f"DELETE FROM _new WHERE request_id IS NULL OR ts IS NULL OR ts < ? OR request_id IN "
@@ -241,8 +241,7 @@ class DuckDBSink:
     def _reopen(self) -> None:
         """After a fatal error (a checkpoint that could not write its blocks, on a full disk) DuckDB refuses
         every statement until the database is opened again. Opening replays its write-ahead log, so what was
-        committed stays; if it fails too (the disk still full), the next write tries again. The same
-        follows a `_renew` that could not open the file."""
+        committed stays; if it fails too, the next write tries again. So does a `_renew` that failed."""
         with self._reader_lock:
             self._open_again()
         self._invalidated, self._limit_raised = False, False
@@ -280,6 +279,7 @@ class DuckDBSink:
             if row and row[0]:
                 self._written = time.monotonic()
                 self._loaded += int(row[1])
+                self._loads += 1
         except Exception:
             _rollback(con)
             raise
@@ -338,8 +338,7 @@ class DuckDBSink:
             self._last_maintenance = time.monotonic()
             self.apply_retention()
         written, quiet = self._written, self.idle_checkpoint
-        renew = self._loaded >= self.renew_rows  # due under constant load too
-        if written is not None and (renew or (quiet is not None and time.monotonic() - written >= quiet)):
+        if written is not None and (self._renew_due() or (quiet is not None and time.monotonic() - written >= quiet)):
             self.checkpoint()
 
     def checkpoint(self) -> None:
@@ -361,14 +360,16 @@ class DuckDBSink:
                 log.info("checkpoint put off: %s", exc)
                 return
             self._written = None
-            if self._loaded < self.renew_rows or not self._renew():
+            if not self._renew_due() or not self._renew():
                 self.release_cache()
 
+    def _renew_due(self) -> bool:  # due under constant load too, not only when quiet
+        return self._loaded >= self.renew_rows or self._loads >= self.renew_loads
+
     def _renew(self) -> bool:
-        """Open the file again right after a checkpoint (nothing to replay): DuckDB keeps the blocks and
-        statistics of every row group written since opening, and reads them back only as queries need.
-        Only while no read and no export runs (closing would end them); returns whether it was done. The
-        file is unlocked for some 20 ms: a process that opens it then fails the next load, which retries."""
+        """Open the file again right after a checkpoint (nothing to replay), only while no read and no export
+        runs (closing would end them); returns whether it was done. The file is unlocked for some 20 ms: a
+        process that opens it then fails the next load, which retries."""
         with self._work_lock, self._reader_lock:
             if self._reading or self._working:
                 return False
@@ -380,15 +381,16 @@ class DuckDBSink:
         return True
 
     def _open_again(self) -> None:
-        """Close the file and open it again; the caller holds the reader lock (and the write lock). Opening
-        runs library code no load needs, whose pages are given back as at start (storage/residency.py)."""
+        """Close the file and open it again (the caller holds both locks); give back the pages of the library
+        code opening runs and of the metadata closing freed through malloc's heap (storage/residency.py)."""
         for con in (self._readers, self._con):
             with contextlib.suppress(Exception):
                 con.close()
         con = self._connect()
         self._con, self._readers = con, con.cursor()
-        self._loaded = 0
+        self._loaded = self._loads = 0
         release_duckdb_pages()
+        trim_malloc_heap()
 
     def release_cache(self) -> None:
         """Drop DuckDB's cache of the file's blocks, which it otherwise keeps up to `memory_limit` (blocks
