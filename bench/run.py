@@ -281,8 +281,8 @@ WRITER = ("meterway_writer_events_submitted", "meterway_writer_events_stored", "
           "meterway_writer_pending_events")  # fmt: skip
 
 
-def writer_line(target: Target) -> str:
-    """The event writer's totals after the load, once the backlog is stored (or after 30 s)."""
+def writer_totals(target: Target) -> dict[str, int]:
+    """The event writer's counters (WRITER) once its backlog is stored, or after 30 s."""
     deadline = time.monotonic() + 30
     while True:
         text = httpx.get(f"http://127.0.0.1:{target.port}/metrics", timeout=10).text
@@ -292,9 +292,13 @@ def writer_line(target: Target) -> str:
                 if line.startswith(name) and not line.startswith(name + "_created"):
                     values[name] += float(line.rsplit(" ", 1)[1])
         if values["meterway_writer_pending_events"] == 0 or time.monotonic() > deadline:
-            break
+            return {name: int(value) for name, value in values.items()}
         time.sleep(0.5)
-    submitted, stored, dropped, pending = (int(values[n]) for n in WRITER)
+
+
+def writer_line(target: Target) -> str:
+    """The event writer's totals after the load, once the backlog is stored (or after 30 s)."""
+    submitted, stored, dropped, pending = writer_totals(target).values()
     line = f"{target.name}: events journaled {submitted}, stored {stored}, dropped {dropped}, pending {pending}"
     if target.proc is None:
         return line

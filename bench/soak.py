@@ -3,11 +3,13 @@
 Starts the benchmark's nginx upstream and Meterway (the same config as `bench.run`), then drives it
 with wrk at one concurrency for `--minutes`, alternating JSON and SSE each interval, and after each
 interval prints the requests so far, the RSS of Meterway's process tree during it (the median and
-the highest of readings four times a second) and the sum of its processes' peaks so far; at the end,
-the RSS once the last events are stored. Flat RSS after the first intervals means nothing grows
-with the number of requests served (events, metrics series, connections, buffers). With `--loader process` (one
-worker, the store in its own process) it also prints the RSS of the serving process alone. Everything
-listens on 127.0.0.1; each wrk run is bounded by -d.
+the highest of readings four times a second), what the tree holds once the interval's events are
+stored (its RSS, and the anonymous part of it: heaps and buffers, which is what grows if anything
+leaks; the rest is pages of the program's files, which the kernel reads back and drops as it likes)
+and the sum of its processes' peaks so far. Held memory that stays level after the first intervals
+means nothing grows with the number of requests served (events, metrics series, connections,
+buffers). With `--loader process` (one worker, the store in its own process) it also prints the RSS
+of the serving process alone. Everything listens on 127.0.0.1; each wrk run is bounded by -d.
 
     python -m bench.soak [--minutes 10] [--interval 60] [--conc 16] [--loader inline|process]
 """
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -53,15 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run.start(target, tmp / "meterway.log")
         assert target.proc is not None
-        print(f"{'minute':>6} {'requests':>10} {'req/s':>7} {'RSS med':>8} {'max':>6} {'serving':>8} {'peak':>8}",
-              flush=True)  # fmt: skip
+        print(f"{'':>25} {'during':>15} {'held':>14}\n{'minute':>6} {'requests':>10} {'req/s':>7} {'RSS med':>8} "
+              f"{'max':>6} {'RSS':>6} {'anon':>7} {'serving':>8} {'peak':>8}", flush=True)  # fmt: skip
         idle = rss_mib(target.proc.pid)
         rows.append(sample(target, 0.0, 0, ""))
         began = time.monotonic()
-        mode_index = 0
-        while time.monotonic() - began < args.minutes * 60:
-            mode = ("json", "stream")[mode_index % 2]
-            mode_index += 1
+        for index in range(max(1, round(args.minutes * 60 / args.interval))):  # a pause to store each follows
+            mode = ("json", "stream")[index % 2]
             with RssSampler(target.proc.pid, every=0.25) as during:
                 res = wrk(target.url(mode), scripts[mode], args.conc, args.interval)
             total += int(res["requests"])
@@ -74,30 +75,44 @@ def main(argv: list[str] | None = None) -> int:
             target.proc.terminate()
             target.proc.wait(60)
         upstream.stop()
-    medians, highest = [r[2] for r in rows[1:]], max(r[3] for r in rows)
-    later = medians[len(medians) // 2 :]
+    medians, highest = [r.median for r in rows[1:]], max(r.highest for r in rows)
+    later = rows[len(rows) // 2 :]
+    held, anon = [r.held for r in later], [r.anon for r in later]
     print(f"{total} requests, {errors} errors; RSS {idle:.1f} MiB idle, median {medians[-1]:.1f} MiB during the last "
-          f"interval ({max(later) - min(later):.1f} MiB range of the medians over the second half), highest reading "
-          f"{highest:.1f} MiB")  # fmt: skip
+          f"interval, highest reading {highest:.1f} MiB")  # fmt: skip
+    print(f"held once each interval's events are stored, over the second half: RSS {min(held):.1f}-{max(held):.1f} "
+          f"MiB, anonymous {min(anon):.1f}-{max(anon):.1f} MiB ({anon[-1] - anon[0]:+.1f} MiB from the first of "
+          f"those intervals to the last)")  # fmt: skip
     print(written)
-    serving = [r[4] for r in rows[len(rows) // 2 :]]
-    print(f"serving process: {rows[0][4]:.1f} MiB idle, {rows[-1][4]:.1f} MiB at the end, "
+    serving = [r.serving for r in later]
+    print(f"serving process: {rows[0].serving:.1f} MiB idle, {rows[-1].serving:.1f} MiB at the end, "
           f"{max(serving) - min(serving):.1f} MiB range over the second half")  # fmt: skip
     return 0
 
 
-def sample(
-    target: Target, minute: float, total: int, rate: str, during: RssSampler | None = None
-) -> tuple[float, int, float, float, float]:
+class Row(NamedTuple):
+    minute: float
+    total: int
+    median: float
+    highest: float
+    held: float
+    anon: float
+    serving: float
+
+
+def sample(target: Target, minute: float, total: int, rate: str, during: RssSampler | None = None) -> Row:
     """Print a row: the tree's RSS during the interval (median and highest reading; at minute 0, one
-    reading), the serving process's RSS and the sum of the peaks, as the interval ends."""
+    reading), what it holds once the interval's events are stored (RSS and its anonymous part), the
+    serving process's RSS and the sum of the peaks."""
     assert target.proc is not None
-    now = rss_mib(target.proc.pid)
-    median, highest = (during.median, during.highest) if during and during.readings else (now, now)
+    if during:
+        run.writer_totals(target)
+    held, anon = run.settled_rss(target.proc.pid), rss_mib(target.proc.pid, "RssAnon:")
+    median, highest = (during.median, during.highest) if during and during.readings else (held, held)
     serving, peak = serving_rss(target), rss_mib(target.proc.pid, "VmHWM:")
-    print(f"{minute:>6.1f} {total:>10} {rate:>7} {median:>8.1f} {highest:>6.1f} {serving:>8.1f} {peak:>8.1f}",
-          flush=True)  # fmt: skip
-    return minute, total, median, highest, serving
+    print(f"{minute:>6.1f} {total:>10} {rate:>7} {median:>8.1f} {highest:>6.1f} {held:>6.1f} {anon:>7.1f} "
+          f"{serving:>8.1f} {peak:>8.1f}", flush=True)  # fmt: skip
+    return Row(minute, total, median, highest, held, anon, serving)
 
 
 def serving_rss(target: Target) -> float:
