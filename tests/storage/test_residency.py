@@ -13,6 +13,19 @@ from pathlib import Path
 
 from tests.support.gateway import REPO
 
+# Put before a script that reads how much of a mapping is resident.
+RESIDENT = """
+def resident_kib(mapping):
+    \"\"\"KiB resident in this process's mappings of `mapping` (a file's path, or "[heap]").\"\"\"
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
+            inside = line.rstrip().endswith(mapping)
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+"""
+
 LIBRARY_PAGES = """
 import json, os, sys
 from pathlib import Path
@@ -21,32 +34,22 @@ from storage.residency import release_libraries
 from tests.storage.helpers import event
 
 def mapped_bytes():
-    library = os.path.realpath(sys.modules["_duckdb"].__file__)
     spans = [line.split()[0].split("-") for line in open("/proc/self/maps") if line.rstrip().endswith(library)]
     return sum(int(end, 16) - int(start, 16) for start, end in spans)
 
-def resident_kib():
-    library = os.path.realpath(sys.modules["_duckdb"].__file__)
-    total, inside = 0, False
-    for line in open("/proc/self/smaps"):
-        if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
-            inside = line.rstrip().endswith(library)
-        elif inside and line.startswith("Rss:"):
-            total += int(line.split()[1])
-    return total
-
 sink = DuckDBSink(Path(sys.argv[1]), threads=1, memory_limit="128MB", idle_checkpoint=0.0)
-opened = resident_kib()
+library = os.path.realpath(sys.modules["_duckdb"].__file__)
+opened = resident_kib(library)
 advised = release_libraries()
-released = resident_kib()
+released = resident_kib(library)
 sink.load_events([event() for _ in range(500)])
 sink.maintain()
 stored = sink.query("SELECT count(*) FROM llm_usage_events")[0][0]
-loaded = resident_kib()
+loaded = resident_kib(library)
 sink.renew_rows, first = 500, sink._con
 sink.load_events([event() for _ in range(10)])
 sink.maintain()  # this checkpoint opens the file again, which runs the opening code once more
-renewed = resident_kib()
+renewed = resident_kib(library)
 print(json.dumps({"library": sys.modules["_duckdb"].__file__, "opened": opened, "advised": advised,
                   "mapped": mapped_bytes(), "released": released, "loaded": loaded, "stored": stored,
                   "renewed": renewed, "reopened": sink._con is not first,
@@ -66,8 +69,8 @@ def test_the_duckdb_library_pages_a_store_only_needed_to_open_are_given_back(tmp
     shutil.copytree(Path(duckdb.__file__).parent, lib / "duckdb")
     shutil.copy(_duckdb.__file__, lib)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(lib), str(REPO)])}
-    out = subprocess.run([sys.executable, "-c", LIBRARY_PAGES, str(tmp_path / "e.duckdb")], cwd=REPO, env=env,
-                         capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", RESIDENT + LIBRARY_PAGES, str(tmp_path / "e.duckdb")], cwd=REPO,
+                         env=env, capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
     kib = json.loads(out.stdout)
     assert kib["library"].startswith(str(lib))
     assert kib["opened"] > 20_000  # most of the library is resident once a file is open
@@ -85,26 +88,17 @@ from pathlib import Path
 from storage.duckdb_sink import DuckDBSink
 from tests.storage.helpers import event
 
-def heap_kib():
-    total, inside = 0, False
-    for line in open("/proc/self/smaps"):
-        if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
-            inside = line.rstrip().endswith("[heap]")
-        elif inside and line.startswith("Rss:"):
-            total += int(line.split()[1])
-    return total
-
 sink = DuckDBSink(Path(sys.argv[1]), threads=1, memory_limit="128MB", idle_checkpoint=0.0)
 sink.load_events([event() for _ in range(10)])
 sink.maintain()
 freed = [bytes(2048) for _ in range(10_000)]  # 20 MiB on malloc's heap (past Python's small-object limit)
 kept = bytes(2048)  # above them: the heap's top cannot shrink below it
 del freed
-before, first = heap_kib(), sink._con
+before, first = resident_kib("[heap]"), sink._con
 sink.renew_rows = 1
 sink.load_events([event()])
 sink.maintain()  # this checkpoint opens the file again
-print(json.dumps({"before": before, "after": heap_kib(), "reopened": sink._con is not first,
+print(json.dumps({"before": before, "after": resident_kib("[heap]"), "reopened": sink._con is not first,
                   "stored": sink.query("SELECT count(*) FROM llm_usage_events")[0][0]}))
 """
 
@@ -113,8 +107,8 @@ def test_a_store_that_opens_its_file_again_gives_back_the_free_pages_of_its_heap
     """Closing the file frees DuckDB's metadata of the row groups written since it was opened, spread
     through malloc's heap under memory still in use; glibc keeps such free chunks resident. Here the
     free memory is Python's (20 MiB freed under a live object), which only a trim gives back."""
-    out = subprocess.run([sys.executable, "-c", HEAP, str(tmp_path / "e.duckdb")], cwd=REPO, capture_output=True,
-                         text=True, check=True, timeout=60)  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", RESIDENT + HEAP, str(tmp_path / "e.duckdb")], cwd=REPO,
+                         capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
     kib = json.loads(out.stdout)
     assert kib["reopened"] and kib["stored"] == 11
     assert kib["before"] - kib["after"] > 16 * 1024, kib
