@@ -58,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         assert target.proc is not None
         print(f"{'':>25} {'during':>15} {'held':>14}\n{'minute':>6} {'requests':>10} {'req/s':>7} {'RSS med':>8} "
               f"{'max':>6} {'RSS':>6} {'anon':>7} {'serving':>8} {'peak':>8}", flush=True)  # fmt: skip
-        idle = rss_mib(target.proc.pid)
         rows.append(sample(target, 0.0, 0, ""))
         began = time.monotonic()
         for index in range(max(1, round(args.minutes * 60 / args.interval))):  # a pause to store each follows
@@ -78,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     medians, highest = [r.median for r in rows[1:]], max(r.highest for r in rows)
     later = rows[len(rows) // 2 :]
     held, anon = [r.held for r in later], [r.anon for r in later]
-    print(f"{total} requests, {errors} errors; RSS {idle:.1f} MiB idle, median {medians[-1]:.1f} MiB during the last "
-          f"interval, highest reading {highest:.1f} MiB")  # fmt: skip
+    print(f"{total} requests, {errors} errors; RSS {rows[0].held:.1f} MiB idle, median {medians[-1]:.1f} MiB "
+          f"during the last interval, highest reading {highest:.1f} MiB")  # fmt: skip
     print(f"held once each interval's events are stored, over the second half: RSS {min(held):.1f}-{max(held):.1f} "
           f"MiB, anonymous {min(anon):.1f}-{max(anon):.1f} MiB ({anon[-1] - anon[0]:+.1f} MiB from the first of "
           f"those intervals to the last)")  # fmt: skip
