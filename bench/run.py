@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from bench.upstream import NginxUpstream
+from bench.upstream import NginxUpstream, claim
 
 REPO = Path(__file__).resolve().parent.parent
 UPSTREAM_PORT, FLOOR_PORT, METERWAY_PORT, STORE_PORT, WORKERS_PORT, RAW_PORT = 18100, 18101, 18102, 18103, 18104, 18105
@@ -102,11 +102,12 @@ def meterway_config(tmp: Path, name: str = "bench", port: int = METERWAY_PORT, l
 def start(target: Target, log: Path) -> None:
     if target.cmd is None:
         return
+    claim(target.port)
     with log.open("wb") as out:
         target.proc = subprocess.Popen(target.cmd, cwd=REPO, env={**os.environ, **target.env}, stdout=out,
                                        stderr=subprocess.STDOUT)  # fmt: skip
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and target.proc.poll() is None:
         try:
             if httpx.post(target.url("json"), json=BODY, timeout=2).status_code == 200:
                 return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -50,6 +51,17 @@ def _return(body: str, ctype: str) -> str:
     return f'{sets}      default_type {ctype};\n      return 200 "{joined}";\n'
 
 
+def claim(port: int) -> None:
+    """Stop unless nothing listens on 127.0.0.1:`port`: a server left there (another benchmark, a soak)
+    would answer the load in place of the one about to start, and its figures be taken for this run's."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # connections closed a moment ago do not count
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise SystemExit(f"port {port} is taken ({exc.strerror}): is another benchmark or soak running?") from exc
+
+
 def nginx_conf(prefix: Path, port: int) -> str:
     return f"""worker_processes 1;
 pid {prefix}/nginx.pid;
@@ -80,6 +92,7 @@ class NginxUpstream:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(nginx).exists():
             raise SystemExit("the benchmark needs nginx and wrk: apt-get install nginx wrk")
+        claim(self.port)
         self.prefix.mkdir(parents=True, exist_ok=True)
         (self.prefix / "logs").mkdir(exist_ok=True)
         conf = self.prefix / "nginx.conf"
