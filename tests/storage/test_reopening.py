@@ -16,7 +16,8 @@ from storage.duckdb_sink import DuckDBSink
 from tests.storage.helpers import count, event, rollup_mismatches
 from tests.support.gateway import REPO
 
-HEAP_GROWTH = """
+# Fresh interpreters read the bytes in use on malloc's heap.
+IN_USE = """
 import ctypes, json, sys
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,11 @@ libc.mallinfo2.restype = MallInfo
 def in_use():
     return libc.mallinfo2().uordblks  # DuckDB's row group metadata lives on malloc's heap
 
+"""
+
+HEAP_GROWTH = (
+    IN_USE
+    + """
 folder, setting, value, loads, size = Path(sys.argv[1]), sys.argv[2], *map(int, sys.argv[3:])
 # Small loads checkpoint only when one is due to open the file again (quicker; the heap grows either way).
 sink = DuckDBSink(folder / "e.duckdb", threads=1, memory_limit="128MB", idle_checkpoint=0.0 if size > 100 else None)
@@ -54,6 +60,7 @@ stored = sink.query("SELECT count(*) FROM llm_usage_events")[0][0]
 print(json.dumps({"grown": readings[-1] - readings[loads // 7], "stored": stored,
                   "rollups": sorted(set(rollup_mismatches(sink).values()))}))
 """
+)
 
 
 def heap_growth(tmp_path: Path, setting: str, values: tuple[int, int], loads: int, size: int) -> dict[int, int]:
@@ -147,3 +154,55 @@ def test_a_store_that_cannot_open_its_file_again_loads_once_it_can(
         assert count(sink) == 155 and set(rollup_mismatches(sink).values()) == {0}
     finally:
         sink.close()
+
+
+# A file of `rows` events written in one go (full row groups, as a long-running store's file is), then
+# loads of 1,000 events into it, each checkpointed as a gateway's store does, without opening it again.
+VACUUM_GROWTH = (
+    IN_USE
+    + """
+import duckdb
+folder, rows, vacuum_each = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+DuckDBSink(folder / "e.duckdb").close()
+with duckdb.connect(str(folder / "e.duckdb")) as con:
+    con.execute("SET enable_progress_bar = false")
+    con.execute("INSERT INTO llm_usage_events (request_id, ts, provider, model, tenant_id, input_tokens, "
+                "output_tokens, total_cost) SELECT 'r-' || i, TIMESTAMPTZ '2026-01-01' + i * INTERVAL 1 SECOND, "
+                "'acme', 'm' || (i % 7), 't' || (i % 13), i % 997, i % 89, i / 1e6 FROM range(?) t(i)", [rows])
+sink = DuckDBSink(folder / "e.duckdb", threads=1, memory_limit="128MB", idle_checkpoint=0.0)
+sink.renew_rows = sink.renew_loads = 10**12
+if vacuum_each:  # every checkpoint vacuums, as DuckDB does by default
+    sink._renew_due, sink._renew = (lambda: True), (lambda: False)
+template = orjson.loads(event().to_json())
+readings = []
+for k in range(6):
+    segment = folder / "s.jsonl"
+    with segment.open("wb") as out:
+        for i in range(1000):
+            ts = T0 + timedelta(days=400, seconds=k * 1000 + i)  # after the file's events
+            template["request_id"], template["ts"] = f"v-{k}-{i}", ts.isoformat()
+            out.write(orjson.dumps(template) + b"\\n")
+    sink.load_segments([segment])
+    sink.maintain()
+    readings.append(in_use())
+stored = sink.query("SELECT count(*) FROM llm_usage_events")[0][0]
+print(json.dumps({"grown": readings[-1] - readings[0], "stored": stored}))
+"""
+)
+
+
+def test_only_the_checkpoint_before_a_reopening_reads_the_metadata_of_the_whole_file(tmp_path: Path) -> None:
+    """DuckDB's vacuum (merging the small row groups loads append) reads the metadata of every row group in
+    the file, about 0.55 MiB a million events, and keeps it until the file is closed: a store that vacuumed
+    at every checkpoint held more the bigger its file grew. Only the checkpoint before a reopening does."""
+    grown = {}
+    for vacuum_each in ("1", "0"):
+        folder = tmp_path / vacuum_each
+        folder.mkdir()
+        out = subprocess.run([sys.executable, "-c", VACUUM_GROWTH, str(folder), "2000000", vacuum_each], cwd=REPO,
+                             capture_output=True, text=True, check=True, timeout=110)  # fmt: skip
+        result = orjson.loads(out.stdout)
+        assert result["stored"] == 2_006_000
+        grown[vacuum_each] = result["grown"]
+    # both hold the metadata of the six row groups the loads appended; the control that of the file's 16 too
+    assert grown["1"] > grown["0"] + 600 * 1024, grown
