@@ -61,7 +61,7 @@ RETENTION_EVERY = 3600.0  # seconds between retention passes
 IDLE_CHECKPOINT = 10.0  # seconds without writes after which maintain() checkpoints the file
 CACHE_FLOOR = "1MB"  # the memory limit release_cache sets for a moment
 RENEW_ROWS = 100_000  # events loaded after which a checkpoint opens the file again (see `_renew`)
-RENEW_LOADS = 500  # ... or loads, however few events they carried
+RENEW_LOADS = 50  # ... or loads, however few events they carried (each appends a row group)
 VACUUM_TASKS = 100  # DuckDB's max_vacuum_tasks, for the checkpoint before a reopening (0 for the others)
 T = TypeVar("T")
 
