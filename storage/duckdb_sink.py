@@ -106,7 +106,7 @@ def open_duckdb(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnectio
                 "one writer per file"
             ) from None
         raise StorageError(f"cannot open {path}: {exc}") from None
-    con.execute("SET TimeZone = 'UTC'; SET max_vacuum_tasks = 0")  # (VACUUM_TASKS)
+    con.execute("SET TimeZone = 'UTC'; SET max_vacuum_tasks = 0")  # vacuums only before a reopening (VACUUM_TASKS)
     return con
 
 
