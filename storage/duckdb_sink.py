@@ -352,7 +352,7 @@ class DuckDBSink:
         if self._invalidated:  # the next load opens the database again
             return
         with contextlib.suppress(duckdb.FatalException), self._writing():  # _writing logs and reopens
-            vacuum = VACUUM_TASKS if self._renew_due() else 0
+            vacuum = VACUUM_TASKS if self._renew_due() else 0  # only the checkpoint before a reopening
             try:
                 self._con.execute(f"SET max_vacuum_tasks = {vacuum}; CHECKPOINT; SET max_vacuum_tasks = 0")
             except duckdb.Error as exc:
@@ -362,7 +362,7 @@ class DuckDBSink:
                 log.info("checkpoint put off: %s", exc)
                 return
             self._written = None
-            if not self._renew_due() or not self._renew():
+            if not vacuum or not self._renew():
                 self.release_cache()
 
     def _renew_due(self) -> bool:  # due under constant load too, not only when quiet
