@@ -34,6 +34,15 @@ libc.mallinfo2.restype = MallInfo
 def in_use():
     return libc.mallinfo2().uordblks  # DuckDB's row group metadata lives on malloc's heap
 
+def load(sink, folder, first, size):  # `size` events a second apart from T0 + `first` s, loaded; in_use() after
+    template, segment = orjson.loads(event().to_json()), folder / "s.jsonl"
+    with segment.open("wb") as out:
+        for n in range(first, first + size):
+            template["request_id"], template["ts"] = f"g-{n:010d}", (T0 + timedelta(seconds=n)).isoformat()
+            out.write(orjson.dumps(template) + b"\\n")
+    sink.load_segments([segment])
+    sink.maintain()
+    return in_use()
 """
 
 HEAP_GROWTH = (
@@ -47,18 +56,7 @@ size = abs(size)
 sink = DuckDBSink(folder / "e.duckdb", threads=1, memory_limit="128MB", idle_checkpoint=0.0 if each else None)
 sink.renew_rows = sink.renew_loads = 10**12
 setattr(sink, setting, value)
-template = orjson.loads(event().to_json())
-readings = []
-for k in range(loads):
-    segment = folder / "s.jsonl"
-    with segment.open("wb") as out:
-        for i in range(size):
-            n = k * size + i
-            template["request_id"], template["ts"] = f"g-{n:08d}", (T0 + timedelta(seconds=n)).isoformat()
-            out.write(orjson.dumps(template) + b"\\n")
-    sink.load_segments([segment])
-    sink.maintain()
-    readings.append(in_use())
+readings = [load(sink, folder, k * size, size) for k in range(loads)]
 stored = sink.query("SELECT count(*) FROM llm_usage_events")[0][0]
 print(json.dumps({"grown": readings[-1] - readings[loads // 7], "stored": stored,
                   "rollups": sorted(set(rollup_mismatches(sink).values()))}))
@@ -186,18 +184,8 @@ sink = DuckDBSink(folder / "e.duckdb", threads=1, memory_limit="128MB", idle_che
 sink.renew_rows = sink.renew_loads = 10**12
 if vacuum_each:  # every checkpoint vacuums, as DuckDB does by default
     sink._renew_due, sink._renew = (lambda: True), (lambda: False)
-template = orjson.loads(event().to_json())
-readings = []
-for k in range(6):
-    segment = folder / "s.jsonl"
-    with segment.open("wb") as out:
-        for i in range(1000):
-            ts = T0 + timedelta(days=400, seconds=k * 1000 + i)  # after the file's events
-            template["request_id"], template["ts"] = f"v-{k}-{i}", ts.isoformat()
-            out.write(orjson.dumps(template) + b"\\n")
-    sink.load_segments([segment])
-    sink.maintain()
-    readings.append(in_use())
+after = 400 * 86400  # seconds from T0 past the file's events
+readings = [load(sink, folder, after + k * 1000, 1000) for k in range(6)]
 stored = sink.query("SELECT count(*) FROM llm_usage_events")[0][0]
 print(json.dumps({"grown": readings[-1] - readings[0], "stored": stored}))
 """
